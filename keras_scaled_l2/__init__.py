@@ -1,0 +1,29 @@
+"""Keras weight penalties scaled by the shape of each kernel.
+
+`keras.regularizers.L2(0.01)` adds `0.01 * sum(w**2)` for every kernel, so the
+same factor weighs a 1024x1024 kernel a thousand times more than a 32x1 one.
+`ScaledL2`, `ScaledL1` and `ScaledL1L2` multiply the penalty by a factor
+`s(shape)` computed from the kernel's fans and size, so that one factor means
+the same thing in every layer.
+"""
+
+from keras_scaled_l2.regularizers import (
+    ScaledL1,
+    ScaledL1L2,
+    ScaledL2,
+    ScaledRegularizer,
+)
+from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCALES",
+    "ScaledL1",
+    "ScaledL1L2",
+    "ScaledL2",
+    "ScaledRegularizer",
+    "__version__",
+    "compute_fans",
+    "shape_multiplier",
+]

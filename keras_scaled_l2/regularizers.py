@@ -1,0 +1,276 @@
+"""Weight penalties scaled by the shape of the kernel they regularize."""
+
+import keras
+from keras import ops
+
+from keras_scaled_l2._validation import (
+    validate_axes_pair,
+    validate_choice,
+    validate_factor,
+    validate_optional_positive_int,
+)
+from keras_scaled_l2.scales import SCALES, shape_multiplier
+
+_LOW_PRECISION_DTYPES = ("float16", "bfloat16")
+
+
+class ScaledRegularizer(keras.regularizers.Regularizer):
+    """Base class of the scaled penalties: `factor * s(shape) * norm(w)`.
+
+    It holds what the three public classes share: the scale, the optional
+    data-set size and fan axes, the shape multiplier `s(shape)`, float32
+    accumulation for low-precision kernels and the config. A subclass only
+    names its factors and computes its norm.
+
+    Args:
+        scale: How the penalty is scaled from the kernel's shape, one of
+            `"none"`, `"size"`, `"fan_in"`, `"fan_out"`, `"balanced"` (see
+            `keras_scaled_l2.scales`).
+        num_examples: Optional positive int `m`, the number of training
+            examples; multiplies the penalty by `1 / (2 * m)`.
+        input_axes: Optional tuple of ints, the kernel axes contracted with
+            the layer's input. Given together with `output_axes`.
+        output_axes: Optional tuple of ints, the kernel axes of the layer's
+            output.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale="balanced",
+        num_examples=None,
+        input_axes=None,
+        output_axes=None,
+    ):
+        self.scale = validate_choice(scale, "scale", tuple(SCALES))
+        self.num_examples = validate_optional_positive_int(
+            num_examples, "num_examples"
+        )
+        self.input_axes, self.output_axes = validate_axes_pair(
+            input_axes, output_axes
+        )
+
+    def multiplier(self, shape):
+        """Returns `s(shape)` for this regularizer, as a Python float.
+
+        Args:
+            shape: The kernel shape, a sequence of ints.
+        """
+        shape = tuple(None if dim is None else int(dim) for dim in shape)
+        return shape_multiplier(
+            shape,
+            self.scale,
+            self.num_examples,
+            self.input_axes,
+            self.output_axes,
+        )
+
+    def __call__(self, x):
+        multiplier = self.multiplier(x.shape)
+        # Squares of float16 / bfloat16 weights overflow or lose all
+        # precision when summed in their own dtype: accumulate in float32.
+        if keras.backend.standardize_dtype(x.dtype) in _LOW_PRECISION_DTYPES:
+            x = ops.cast(x, "float32")
+        return self._penalty(x, multiplier)
+
+    def _penalty(self, x, multiplier):
+        """Returns the penalty of `x` given `s(shape)`; set by subclasses."""
+        raise NotImplementedError
+
+    def _factors(self):
+        """Returns the factor arguments as a dict; set by subclasses."""
+        raise NotImplementedError
+
+    def get_config(self):
+        return {
+            **self._factors(),
+            "scale": self.scale,
+            "num_examples": self.num_examples,
+            "input_axes": _as_list(self.input_axes),
+            "output_axes": _as_list(self.output_axes),
+        }
+
+    def __repr__(self):
+        arguments = ", ".join(
+            f"{name}={value!r}" for name, value in self.get_config().items()
+        )
+        return f"{type(self).__name__}({arguments})"
+
+
+def _as_list(axes):
+    return None if axes is None else list(axes)
+
+
+def _l2_norm(x):
+    return ops.sum(ops.square(x))
+
+
+def _l1_norm(x):
+    return ops.sum(ops.absolute(x))
+
+
+@keras.saving.register_keras_serializable(package="keras_scaled_l2")
+class ScaledL2(ScaledRegularizer):
+    """L2 penalty scaled by the kernel's shape.
+
+    The penalty is `l2 * s(shape) * sum(square(w))`, with `s` from `scale`:
+
+    - `"none"`: `1`, the same penalty as `keras.regularizers.L2(l2)`;
+    - `"size"`: `1 / size`, the mean of the squared weights;
+    - `"fan_in"`: `1 / fan_in`;
+    - `"fan_out"`: `1 / fan_out`;
+    - `"balanced"` (default): `(fan_in + fan_out) / size`, so that every
+      Glorot-initialised kernel starts near `2 * l2`, whatever its size.
+
+    Fans are counted as Keras initializers count them; with `num_examples=m`,
+    `s` is divided by `2 * m`, which gives the textbook cost
+    `(1/m) sum(loss) + lambda/(2m) sum(w**2)` for `l2=lambda`.
+
+    >>> import numpy as np
+    >>> kernel = np.ones((256, 128), dtype="float32")
+    >>> round(float(ScaledL2(0.01)(kernel)), 4)  # 0.01 * 384 / 32768 * 32768
+    3.84
+    >>> round(float(ScaledL2(0.01, scale="none")(kernel)), 4)  # as keras L2
+    327.68
+    >>> layer = keras.layers.Dense(64, kernel_regularizer=ScaledL2(0.01))
+
+    Args:
+        l2: Non-negative float, the penalty factor. Defaults to `0.01`.
+        scale: One of `"none"`, `"size"`, `"fan_in"`, `"fan_out"`,
+            `"balanced"`. Defaults to `"balanced"`.
+        num_examples: Optional positive int, the number of training examples
+            `m`; multiplies the penalty by `1 / (2 * m)`. Defaults to `None`.
+        input_axes: Optional tuple of ints naming the kernel's input axes,
+            for kernels that are neither dense nor conv shaped (an
+            `EinsumDense` kernel of shape `(16, 4, 8)` from `"abc,cde->abde"`
+            takes `input_axes=(0,)`, `output_axes=(1, 2)`). Defaults to
+            `None`.
+        output_axes: Optional tuple of ints naming the kernel's output axes;
+            given with `input_axes`. Defaults to `None`.
+    """
+
+    def __init__(
+        self,
+        l2=0.01,
+        scale="balanced",
+        num_examples=None,
+        input_axes=None,
+        output_axes=None,
+    ):
+        self.l2 = validate_factor(l2, "l2")
+        super().__init__(
+            scale=scale,
+            num_examples=num_examples,
+            input_axes=input_axes,
+            output_axes=output_axes,
+        )
+
+    def _factors(self):
+        return {"l2": self.l2}
+
+    def _penalty(self, x, multiplier):
+        return _l2_norm(x) * (self.l2 * multiplier)
+
+
+@keras.saving.register_keras_serializable(package="keras_scaled_l2")
+class ScaledL1(ScaledRegularizer):
+    """L1 penalty scaled by the kernel's shape.
+
+    The penalty is `l1 * s(shape) * sum(abs(w))`, with `s` as in `ScaledL2`;
+    `scale="none"` gives the same penalty as `keras.regularizers.L1(l1)`.
+
+    >>> import numpy as np
+    >>> kernel = np.full((100, 10), -2.0, dtype="float32")
+    >>> round(float(ScaledL1(0.01, scale="size")(kernel)), 4)  # mean |w|
+    0.02
+
+    Args:
+        l1: Non-negative float, the penalty factor. Defaults to `0.01`.
+        scale: One of `"none"`, `"size"`, `"fan_in"`, `"fan_out"`,
+            `"balanced"`. Defaults to `"balanced"`.
+        num_examples: Optional positive int `m`; multiplies the penalty by
+            `1 / (2 * m)`. Defaults to `None`.
+        input_axes: Optional tuple of ints, see `ScaledL2`. Defaults to
+            `None`.
+        output_axes: Optional tuple of ints, see `ScaledL2`. Defaults to
+            `None`.
+    """
+
+    def __init__(
+        self,
+        l1=0.01,
+        scale="balanced",
+        num_examples=None,
+        input_axes=None,
+        output_axes=None,
+    ):
+        self.l1 = validate_factor(l1, "l1")
+        super().__init__(
+            scale=scale,
+            num_examples=num_examples,
+            input_axes=input_axes,
+            output_axes=output_axes,
+        )
+
+    def _factors(self):
+        return {"l1": self.l1}
+
+    def _penalty(self, x, multiplier):
+        return _l1_norm(x) * (self.l1 * multiplier)
+
+
+@keras.saving.register_keras_serializable(package="keras_scaled_l2")
+class ScaledL1L2(ScaledRegularizer):
+    """L1 plus L2 penalty, both scaled by the same `s(shape)`.
+
+    The penalty is `s(shape) * (l1 * sum(abs(w)) + l2 * sum(square(w)))`;
+    `scale="none"` gives the same penalty as `keras.regularizers.L1L2`.
+    As in Keras, both factors default to `0.0`.
+
+    >>> import numpy as np
+    >>> kernel = np.ones((8, 8), dtype="float32")
+    >>> penalty = ScaledL1L2(l1=0.01, l2=0.01, scale="size")(kernel)
+    >>> round(float(penalty), 4)  # 0.01 * mean(|w|) + 0.01 * mean(w**2)
+    0.02
+
+    Args:
+        l1: Non-negative float, the L1 factor. Defaults to `0.0`.
+        l2: Non-negative float, the L2 factor. Defaults to `0.0`.
+        scale: One of `"none"`, `"size"`, `"fan_in"`, `"fan_out"`,
+            `"balanced"`. Defaults to `"balanced"`.
+        num_examples: Optional positive int `m`; multiplies the penalty by
+            `1 / (2 * m)`. Defaults to `None`.
+        input_axes: Optional tuple of ints, see `ScaledL2`. Defaults to
+            `None`.
+        output_axes: Optional tuple of ints, see `ScaledL2`. Defaults to
+            `None`.
+    """
+
+    def __init__(
+        self,
+        l1=0.0,
+        l2=0.0,
+        scale="balanced",
+        num_examples=None,
+        input_axes=None,
+        output_axes=None,
+    ):
+        self.l1 = validate_factor(l1, "l1")
+        self.l2 = validate_factor(l2, "l2")
+        super().__init__(
+            scale=scale,
+            num_examples=num_examples,
+            input_axes=input_axes,
+            output_axes=output_axes,
+        )
+
+    def _factors(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+    def _penalty(self, x, multiplier):
+        penalty = ops.zeros((), dtype=x.dtype)
+        if self.l1:
+            penalty += _l1_norm(x) * (self.l1 * multiplier)
+        if self.l2:
+            penalty += _l2_norm(x) * (self.l2 * multiplier)
+        return penalty

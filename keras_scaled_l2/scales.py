@@ -1,0 +1,145 @@
+"""From a kernel's shape to the multiplier `s(shape)` of its penalty.
+
+A scaled penalty is `factor * s(shape) * norm(w)`. This module holds the
+fan counting and the table of scales, as data: every regularizer class looks
+its scale up here, so each formula exists once.
+
+| scale        | s(shape)                      |
+|--------------|-------------------------------|
+| `"none"`     | `1`                           |
+| `"size"`     | `1 / size`                    |
+| `"fan_in"`   | `1 / fan_in`                  |
+| `"fan_out"`  | `1 / fan_out`                 |
+| `"balanced"` | `(fan_in + fan_out) / size`   |
+
+With `num_examples=m`, `s` is further multiplied by `1 / (2 * m)`.
+"""
+
+import functools
+import math
+
+from keras_scaled_l2._validation import invalid_argument
+
+SCALES = {
+    "none": lambda fan_in, fan_out, size: 1.0,
+    "size": lambda fan_in, fan_out, size: 1.0 / size,
+    "fan_in": lambda fan_in, fan_out, size: 1.0 / fan_in,
+    "fan_out": lambda fan_in, fan_out, size: 1.0 / fan_out,
+    "balanced": lambda fan_in, fan_out, size: (fan_in + fan_out) / size,
+}
+"""Maps each scale name to `s(fan_in, fan_out, size)`."""
+
+
+def compute_fans(shape, input_axes=None, output_axes=None):
+    """Returns `(fan_in, fan_out)` of a kernel shape, as Keras initializers do.
+
+    Without axes, the rule of `keras.initializers.GlorotUniform` applies:
+    rank 0 gives `(1, 1)`; rank 1 `(n, n)`; rank 2 `(rows, columns)`; rank 3
+    and up treats all dimensions but the last two as a receptive field, so
+    `fan_in = receptive_field * shape[-2]` and
+    `fan_out = receptive_field * shape[-1]`.
+
+    With `input_axes` and `output_axes`, `fan_in` is the product of the input
+    dimensions and `fan_out` that of the output dimensions; dimensions named
+    in neither act as a receptive field and multiply both. The default conv
+    rule is the case `input_axes=(-2,)`, `output_axes=(-1,)`.
+
+    >>> compute_fans((3, 3, 16, 32))
+    (144, 288)
+    >>> compute_fans((16, 4, 8), input_axes=(0,), output_axes=(1, 2))
+    (16, 32)
+
+    Args:
+        shape: The kernel shape, a sequence of ints.
+        input_axes: Optional tuple of ints, the axes a layer contracts with
+            its input. Defaults to `None` (the Keras rule above).
+        output_axes: Optional tuple of ints, the axes a layer produces its
+            output along. Given if and only if `input_axes` is.
+
+    Returns:
+        A tuple of two Python ints.
+    """
+    shape = tuple(shape)
+    rank = len(shape)
+    if input_axes is None:
+        if rank == 0:
+            return 1, 1
+        if rank == 1:
+            return shape[0], shape[0]
+        input_axes, output_axes = (rank - 2,), (rank - 1,)
+    inputs = _normalize_axes(input_axes, shape, "input_axes")
+    outputs = _normalize_axes(output_axes, shape, "output_axes")
+    if set(inputs) & set(outputs):
+        raise invalid_argument(
+            "output_axes",
+            f"axes disjoint from input_axes={tuple(input_axes)} for a kernel "
+            f"of shape {shape}",
+            tuple(output_axes),
+        )
+    receptive_field = math.prod(
+        dim
+        for axis, dim in enumerate(shape)
+        if axis not in inputs and axis not in outputs
+    )
+    fan_in = receptive_field * math.prod(shape[a] for a in inputs)
+    fan_out = receptive_field * math.prod(shape[a] for a in outputs)
+    return int(fan_in), int(fan_out)
+
+
+def _normalize_axes(axes, shape, name):
+    rank = len(shape)
+    if any(not -rank <= axis < rank for axis in axes):
+        raise invalid_argument(
+            name,
+            f"axes in range [{-rank}, {rank}) for a kernel of shape {shape}",
+            tuple(axes),
+        )
+    return tuple(axis % rank for axis in axes)
+
+
+@functools.lru_cache(maxsize=1024)
+def shape_multiplier(
+    shape, scale="balanced", num_examples=None, input_axes=None, output_axes=None
+):
+    """Returns `s(shape)` as a Python float, `num_examples` included.
+
+    The result depends only on the static shape, so it is computed once per
+    shape (and cached) while a model is traced: at run time the penalty costs
+    one multiplication by a constant, as Keras's own `L2` does.
+
+    >>> shape_multiplier((256, 128), "balanced")
+    0.01171875
+    >>> shape_multiplier((256, 128), "none", num_examples=1000)
+    0.0005
+
+    Args:
+        shape: The kernel shape, a tuple of ints (hashable).
+        scale: A key of `SCALES`. Defaults to `"balanced"`.
+        num_examples: Optional training-set size `m`; multiplies the result
+            by `1 / (2 * m)`. Defaults to `None`.
+        input_axes: See `compute_fans`. Defaults to `None`.
+        output_axes: See `compute_fans`. Defaults to `None`.
+
+    Returns:
+        A Python float.
+
+    Raises:
+        ValueError: if the shape has unknown (`None`) dimensions and the
+            scale needs them, or if the axes do not fit the shape.
+    """
+    multiplier = 1.0
+    if scale != "none":
+        if any(dim is None for dim in shape):
+            raise ValueError(
+                f"The penalty with scale={scale!r} is computed from the "
+                "kernel's static shape, which must be fully known; build the "
+                "layer on inputs of known shape, or use scale='none'. "
+                f"Received: shape={shape}"
+            )
+        fan_in, fan_out = compute_fans(shape, input_axes, output_axes)
+        size = math.prod(shape)
+        # A kernel with no elements has no penalty, whatever its scale.
+        multiplier = SCALES[scale](fan_in, fan_out, size) if size else 0.0
+    if num_examples is not None:
+        multiplier /= 2.0 * num_examples
+    return float(multiplier)

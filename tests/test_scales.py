@@ -1,0 +1,137 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+from reference import reference_fans, reference_multiplier
+
+from keras_scaled_l2 import SCALES, ScaledL2, compute_fans, shape_multiplier
+
+SHAPES = [
+    (),
+    (7,),
+    (5, 3),
+    (3, 4, 6),
+    (3, 3, 16, 32),
+    (2, 3, 4, 5, 6),
+    (1, 1, 64, 8),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_fans_follow_the_keras_initializer_rule(shape):
+    assert compute_fans(shape) == reference_fans(shape)
+
+
+@pytest.mark.parametrize(
+    "shape, input_axes, output_axes, expected",
+    [
+        # MultiHeadAttention query kernel (dim, heads, key_dim).
+        ((16, 4, 8), (0,), (1, 2), (16, 32)),
+        # MultiHeadAttention output kernel (heads, key_dim, dim).
+        ((4, 8, 16), (0, 1), (2,), (32, 16)),
+        # Axes counted from the end, as numpy does.
+        ((16, 4, 8), (-3,), (-2, -1), (16, 32)),
+        # Unnamed axes act as a receptive field: the conv rule itself.
+        ((3, 3, 16, 32), (2,), (3,), (144, 288)),
+    ],
+)
+def test_fans_with_axes(shape, input_axes, output_axes, expected):
+    assert compute_fans(shape, input_axes, output_axes) == expected
+    assert reference_fans(shape, input_axes, output_axes) == expected
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("num_examples", [None, 1, 1000])
+def test_multiplier_matches_reference(scale, shape, num_examples):
+    got = shape_multiplier(shape, scale, num_examples)
+    want = reference_multiplier(shape, scale, num_examples)
+    assert got == pytest.approx(want, rel=1e-12)
+    assert type(got) is float
+
+
+def test_num_examples_gives_the_textbook_cost():
+    # (1/m) sum(loss) + lambda / (2m) sum(w**2), with l2=lambda, scale="none".
+    lam, m = 0.7, 250
+    kernel = np.arange(12, dtype="float32").reshape(3, 4) / 10
+    penalty = ScaledL2(lam, scale="none", num_examples=m)(kernel)
+    want = lam / (2 * m) * np.sum(kernel.astype("float64") ** 2)
+    assert float(penalty) == pytest.approx(want, rel=1e-6)
+
+
+def test_empty_kernel_has_no_penalty():
+    assert shape_multiplier((0, 4), "balanced") == 0.0
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(64, 32), (1024, 1024), (300, 5), (3, 3, 64, 128), (5, 40, 20)],
+)
+@pytest.mark.parametrize(
+    "initializer", [keras.initializers.GlorotUniform, keras.initializers.GlorotNormal]
+)
+def test_balanced_glorot_kernels_start_near_twice_the_factor(shape, initializer):
+    # Glorot draws with variance 2 / (fan_in + fan_out), so the expected
+    # sum(w**2) is 2 * size / (fan_in + fan_out) and the balanced penalty
+    # is 2 * l2 whatever the size: a check that our fans are Keras's fans.
+    l2 = 0.01
+    kernel = keras.ops.convert_to_numpy(initializer(seed=1)(shape))
+    balanced = float(ScaledL2(l2, scale="balanced")(kernel))
+    assert balanced == pytest.approx(2 * l2, rel=0.1)
+
+
+def test_plain_l2_spreads_over_three_orders_of_magnitude_at_glorot_init():
+    # The contrast the balanced scale removes.
+    shapes = [(32, 1), (1024, 1024)]
+    penalties = [
+        float(
+            keras.regularizers.L2(0.01)(
+                keras.initializers.GlorotUniform(seed=0)(shape)
+            )
+        )
+        for shape in shapes
+    ]
+    assert penalties[1] / penalties[0] > 500
+
+
+def test_unknown_dimension_is_named_in_the_error():
+    with pytest.raises(ValueError) as error:
+        shape_multiplier((None, 4), "fan_in")
+    message = str(error.value)
+    assert "scale='fan_in'" in message
+    assert "Received: shape=(None, 4)" in message
+
+
+def test_unknown_dimension_is_fine_without_scaling():
+    assert shape_multiplier((None, 4), "none") == 1.0
+
+
+@pytest.mark.parametrize(
+    "input_axes, output_axes, name, received",
+    [
+        ((0,), (3,), "output_axes", "(3,)"),
+        ((-4,), (1,), "input_axes", "(-4,)"),
+        ((0,), (-3,), "output_axes", "(-3,)"),  # -3 is axis 0 at rank 3
+    ],
+)
+def test_axes_that_do_not_fit_the_kernel(input_axes, output_axes, name, received):
+    with pytest.raises(ValueError) as error:
+        compute_fans((16, 4, 8), input_axes, output_axes)
+    message = str(error.value)
+    assert f"Invalid value for argument `{name}`" in message
+    assert f"Received: {name}={received}" in message
+    assert "(16, 4, 8)" in message
+
+
+def test_scales_table_is_the_documented_one():
+    fan_in, fan_out, size = 6, 10, 60
+    got = {name: fn(fan_in, fan_out, size) for name, fn in SCALES.items()}
+    assert got == {
+        "none": 1.0,
+        "size": 1 / 60,
+        "fan_in": 1 / 6,
+        "fan_out": 1 / 10,
+        "balanced": 16 / 60,
+    }
+    assert math.isclose(got["balanced"], got["fan_in"] + got["fan_out"])

@@ -1,0 +1,152 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from round_trip import assert_serialization_round_trips
+
+from keras_scaled_l2 import SCALES, ScaledL1, ScaledL1L2, ScaledL2
+
+CONFIGURED = [
+    ScaledL2(),
+    ScaledL2(0.5, scale="none"),
+    ScaledL2(0.01, scale="fan_in", num_examples=1000),
+    ScaledL1(0.02, scale="size", input_axes=(0,), output_axes=(1, 2)),
+    ScaledL1L2(l1=0.1, l2=0.2, scale="fan_out", num_examples=7),
+    ScaledL1L2(l2=0.3, input_axes=[-3], output_axes=[-2, -1]),
+]
+
+
+@pytest.mark.parametrize("regularizer", CONFIGURED, ids=repr)
+def test_config_and_serialization_round_trips(regularizer):
+    restored = assert_serialization_round_trips(regularizer)
+    kernel = np.random.default_rng(0).normal(size=(6, 5, 4)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(restored(kernel)),
+        keras.ops.convert_to_numpy(regularizer(kernel)),
+        rtol=0,
+    )
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+@pytest.mark.parametrize("cls", [ScaledL2, ScaledL1, ScaledL1L2])
+def test_every_class_and_scale_round_trips(cls, scale):
+    assert_serialization_round_trips(cls(scale=scale))
+
+
+def test_config_holds_plain_python_types():
+    config = ScaledL1L2(
+        l1=np.float32(0.5), l2=1, num_examples=np.int64(3),
+        input_axes=(np.int64(0),), output_axes=(1,),
+    ).get_config()
+    assert config == {
+        "l1": 0.5, "l2": 1.0, "scale": "balanced", "num_examples": 3,
+        "input_axes": [0], "output_axes": [1],
+    }
+    assert [type(config[k]) for k in ("l1", "l2", "num_examples")] == [
+        float, float, int,
+    ]
+    assert type(config["input_axes"][0]) is int
+
+
+@pytest.mark.parametrize(
+    "name, cls",
+    [("ScaledL2", ScaledL2), ("ScaledL1", ScaledL1), ("ScaledL1L2", ScaledL1L2)],
+)
+def test_registered_under_the_package_name(name, cls):
+    assert keras.saving.get_registered_name(cls) == f"keras_scaled_l2>{name}"
+    assert keras.saving.get_registered_object(f"keras_scaled_l2>{name}") is cls
+
+
+def _model():
+    inputs = keras.Input((4, 16))
+    x = keras.layers.EinsumDense(
+        "abc,cde->abde",
+        output_shape=(None, 2, 8),
+        kernel_regularizer=ScaledL1L2(
+            0.01, 0.02, input_axes=(0,), output_axes=(1, 2)
+        ),
+    )(inputs)
+    x = keras.layers.Reshape((4, 16))(x)
+    x = keras.layers.Conv1D(
+        8,
+        3,
+        activation="relu",
+        kernel_regularizer=ScaledL1(0.01, scale="fan_in", num_examples=100),
+        bias_regularizer=ScaledL2(0.1, scale="none"),
+    )(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(
+        8, kernel_regularizer=keras.regularizers.L2(0.01), activation="tanh"
+    )(x)
+    outputs = keras.layers.Dense(
+        1, kernel_regularizer=ScaledL2(0.05, scale="size")
+    )(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    # A loss object, not the string "mse": Keras cannot reload a legacy .h5
+    # file compiled with loss="mse", with or without this package.
+    model.compile("adam", keras.losses.MeanSquaredError())
+    model.fit(
+        rng.normal(size=(32, 4, 16)), rng.normal(size=(32, 1)),
+        epochs=1, verbose=0,
+    )
+    return model
+
+
+RELOAD_IN_FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import keras
+    import numpy as np
+    import keras_scaled_l2
+
+    model = keras.models.load_model(sys.argv[1])
+    x = np.load(sys.argv[2])
+    regularizers = [
+        type(w.regularizer).__module__ + "." + type(w.regularizer).__name__
+        for w in model.trainable_weights if w.regularizer is not None
+    ]
+    print(json.dumps({
+        "predictions": keras.ops.convert_to_numpy(model(x)).tolist(),
+        "penalties": [float(p) for p in model.losses],
+        "regularizers": regularizers,
+    }))
+    """
+)
+
+
+@pytest.mark.parametrize("extension", [".keras", ".h5"])
+def test_saved_model_reloads_in_a_fresh_process(tmp_path, extension):
+    model = _model()
+    x = np.random.default_rng(1).normal(size=(5, 4, 16)).astype("float32")
+    path = tmp_path / f"model{extension}"
+    model.save(path)
+    np.save(tmp_path / "x.npy", x)
+
+    result = subprocess.run(
+        [sys.executable, "-c", RELOAD_IN_FRESH_PROCESS, str(path),
+         str(tmp_path / "x.npy")],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    reloaded = json.loads(result.stdout.strip().splitlines()[-1])
+
+    np.testing.assert_allclose(
+        reloaded["predictions"],
+        keras.ops.convert_to_numpy(model(x)),
+        rtol=1e-6, atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        reloaded["penalties"], [float(p) for p in model.losses], rtol=1e-6
+    )
+    assert reloaded["regularizers"] == [
+        "keras_scaled_l2.regularizers.ScaledL1L2",
+        "keras_scaled_l2.regularizers.ScaledL1",
+        "keras_scaled_l2.regularizers.ScaledL2",
+        "keras.src.regularizers.regularizers.L2",
+        "keras_scaled_l2.regularizers.ScaledL2",
+    ]
