@@ -99,7 +99,11 @@ def _normalize_axes(axes, shape, name):
 
 @functools.lru_cache(maxsize=1024)
 def shape_multiplier(
-    shape, scale="balanced", num_examples=None, input_axes=None, output_axes=None
+    shape,
+    scale="balanced",
+    num_examples=None,
+    input_axes=None,
+    output_axes=None,
 ):
     """Returns `s(shape)` as a Python float, `num_examples` included.
 

@@ -22,56 +22,94 @@ def _einsum_dense(**kwargs):
 KERNEL_KINDS = {
     "dense": (
         lambda **kw: keras.layers.Dense(7, **kw),
-        "kernel_regularizer", "kernel", (5,), {},
+        "kernel_regularizer",
+        "kernel",
+        (5,),
+        {},
     ),
     "dense_bias": (
         lambda **kw: keras.layers.Dense(7, bias_initializer="ones", **kw),
-        "bias_regularizer", "bias", (5,), {},
+        "bias_regularizer",
+        "bias",
+        (5,),
+        {},
     ),
     "conv1d": (
         lambda **kw: keras.layers.Conv1D(4, 3, **kw),
-        "kernel_regularizer", "kernel", (10, 3), {},
+        "kernel_regularizer",
+        "kernel",
+        (10, 3),
+        {},
     ),
     "conv2d": (
         lambda **kw: keras.layers.Conv2D(4, (3, 2), **kw),
-        "kernel_regularizer", "kernel", (8, 8, 3), {},
+        "kernel_regularizer",
+        "kernel",
+        (8, 8, 3),
+        {},
     ),
     "conv3d": (
         lambda **kw: keras.layers.Conv3D(2, 2, **kw),
-        "kernel_regularizer", "kernel", (4, 4, 4, 3), {},
+        "kernel_regularizer",
+        "kernel",
+        (4, 4, 4, 3),
+        {},
     ),
     "conv2d_transpose": (
         lambda **kw: keras.layers.Conv2DTranspose(4, 3, **kw),
-        "kernel_regularizer", "kernel", (6, 6, 5), {},
+        "kernel_regularizer",
+        "kernel",
+        (6, 6, 5),
+        {},
     ),
     "depthwise_conv2d": (
         lambda **kw: keras.layers.DepthwiseConv2D(3, depth_multiplier=2, **kw),
-        "depthwise_regularizer", "kernel", (6, 6, 5), {},
+        "depthwise_regularizer",
+        "kernel",
+        (6, 6, 5),
+        {},
     ),
     "separable_depthwise": (
         lambda **kw: keras.layers.SeparableConv2D(4, 3, **kw),
-        "depthwise_regularizer", "depthwise_kernel", (6, 6, 5), {},
+        "depthwise_regularizer",
+        "depthwise_kernel",
+        (6, 6, 5),
+        {},
     ),
     "separable_pointwise": (
         lambda **kw: keras.layers.SeparableConv2D(4, 3, **kw),
-        "pointwise_regularizer", "pointwise_kernel", (6, 6, 5), {},
+        "pointwise_regularizer",
+        "pointwise_kernel",
+        (6, 6, 5),
+        {},
     ),
     "embedding": (
         lambda **kw: keras.layers.Embedding(50, 6, **kw),
-        "embeddings_regularizer", "embeddings", (3,), {},
+        "embeddings_regularizer",
+        "embeddings",
+        (3,),
+        {},
     ),
     "einsum_dense": (
         _einsum_dense,
-        "kernel_regularizer", "kernel", (3, 16),
+        "kernel_regularizer",
+        "kernel",
+        (3, 16),
         {"input_axes": (0,), "output_axes": (1, 2)},
     ),
     "lstm_kernel": (
         lambda **kw: keras.layers.LSTM(5, **kw),
-        "kernel_regularizer", "kernel", (4, 3), {},
+        "kernel_regularizer",
+        "kernel",
+        (4, 3),
+        {},
     ),
     "lstm_recurrent_kernel": (
         lambda **kw: keras.layers.LSTM(5, **kw),
-        "recurrent_regularizer", "recurrent_kernel", (4, 3), {},
+        "recurrent_regularizer",
+        "recurrent_kernel",
+        (4, 3),
+        {},
     ),
 }
 
@@ -169,6 +207,7 @@ def test_penalty_is_traced_once_per_shape_as_a_constant():
     assert np.isfinite(logs["loss"])
     kernels = [layer.kernel for layer in model.layers]
     want = sum(
-        reference_penalty(keras.ops.convert_to_numpy(k), l2=0.01) for k in kernels
+        reference_penalty(keras.ops.convert_to_numpy(k), l2=0.01)
+        for k in kernels
     )
     assert float(keras.ops.sum(model.losses)) == pytest.approx(want, rel=1e-5)

@@ -69,9 +69,12 @@ def test_empty_kernel_has_no_penalty():
     [(64, 32), (1024, 1024), (300, 5), (3, 3, 64, 128), (5, 40, 20)],
 )
 @pytest.mark.parametrize(
-    "initializer", [keras.initializers.GlorotUniform, keras.initializers.GlorotNormal]
+    "initializer",
+    [keras.initializers.GlorotUniform, keras.initializers.GlorotNormal],
 )
-def test_balanced_glorot_kernels_start_near_twice_the_factor(shape, initializer):
+def test_balanced_glorot_kernels_start_near_twice_the_factor(
+    shape, initializer
+):
     # Glorot draws with variance 2 / (fan_in + fan_out), so the expected
     # sum(w**2) is 2 * size / (fan_in + fan_out) and the balanced penalty
     # is 2 * l2 whatever the size: a check that our fans are Keras's fans.
@@ -115,7 +118,9 @@ def test_unknown_dimension_is_fine_without_scaling():
         ((0,), (-3,), "output_axes", "(-3,)"),  # -3 is axis 0 at rank 3
     ],
 )
-def test_axes_that_do_not_fit_the_kernel(input_axes, output_axes, name, received):
+def test_axes_that_do_not_fit_the_kernel(
+    input_axes, output_axes, name, received
+):
     with pytest.raises(ValueError) as error:
         compute_fans((16, 4, 8), input_axes, output_axes)
     message = str(error.value)

@@ -39,22 +39,35 @@ def test_every_class_and_scale_round_trips(cls, scale):
 
 def test_config_holds_plain_python_types():
     config = ScaledL1L2(
-        l1=np.float32(0.5), l2=1, num_examples=np.int64(3),
-        input_axes=(np.int64(0),), output_axes=(1,),
+        l1=np.float32(0.5),
+        l2=1,
+        num_examples=np.int64(3),
+        input_axes=(np.int64(0),),
+        output_axes=(1,),
     ).get_config()
     assert config == {
-        "l1": 0.5, "l2": 1.0, "scale": "balanced", "num_examples": 3,
-        "input_axes": [0], "output_axes": [1],
+        "l1": 0.5,
+        "l2": 1.0,
+        "scale": "balanced",
+        "num_examples": 3,
+        "input_axes": [0],
+        "output_axes": [1],
     }
     assert [type(config[k]) for k in ("l1", "l2", "num_examples")] == [
-        float, float, int,
+        float,
+        float,
+        int,
     ]
     assert type(config["input_axes"][0]) is int
 
 
 @pytest.mark.parametrize(
     "name, cls",
-    [("ScaledL2", ScaledL2), ("ScaledL1", ScaledL1), ("ScaledL1L2", ScaledL1L2)],
+    [
+        ("ScaledL2", ScaledL2),
+        ("ScaledL1", ScaledL1),
+        ("ScaledL1L2", ScaledL1L2),
+    ],
 )
 def test_registered_under_the_package_name(name, cls):
     assert keras.saving.get_registered_name(cls) == f"keras_scaled_l2>{name}"
@@ -91,8 +104,10 @@ def _model():
     # file compiled with loss="mse", with or without this package.
     model.compile("adam", keras.losses.MeanSquaredError())
     model.fit(
-        rng.normal(size=(32, 4, 16)), rng.normal(size=(32, 1)),
-        epochs=1, verbose=0,
+        rng.normal(size=(32, 4, 16)),
+        rng.normal(size=(32, 1)),
+        epochs=1,
+        verbose=0,
     )
     return model
 
@@ -128,9 +143,17 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path, extension):
     np.save(tmp_path / "x.npy", x)
 
     result = subprocess.run(
-        [sys.executable, "-c", RELOAD_IN_FRESH_PROCESS, str(path),
-         str(tmp_path / "x.npy")],
-        capture_output=True, text=True, check=False, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            RELOAD_IN_FRESH_PROCESS,
+            str(path),
+            str(tmp_path / "x.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     reloaded = json.loads(result.stdout.strip().splitlines()[-1])
@@ -138,7 +161,8 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path, extension):
     np.testing.assert_allclose(
         reloaded["predictions"],
         keras.ops.convert_to_numpy(model(x)),
-        rtol=1e-6, atol=1e-7,
+        rtol=1e-6,
+        atol=1e-7,
     )
     np.testing.assert_allclose(
         reloaded["penalties"], [float(p) for p in model.losses], rtol=1e-6

@@ -59,7 +59,12 @@ VALID_SCALES = "('none', 'size', 'fan_in', 'fan_out', 'balanced')"
 @pytest.mark.parametrize("cls", [ScaledL2, ScaledL1, ScaledL1L2])
 @pytest.mark.parametrize(
     "value, shown",
-    [("bogus", "'bogus'"), ("Balanced", "'Balanced'"), (1, "1"), (None, "None")],
+    [
+        ("bogus", "'bogus'"),
+        ("Balanced", "'Balanced'"),
+        (1, "1"),
+        (None, "None"),
+    ],
 )
 def test_bad_scale(cls, value, shown):
     assert _error(cls, scale=value) == (
@@ -71,8 +76,14 @@ def test_bad_scale(cls, value, shown):
 @pytest.mark.parametrize("cls", [ScaledL2, ScaledL1, ScaledL1L2])
 @pytest.mark.parametrize(
     "value, shown",
-    [(0, "0"), (-5, "-5"), (2.5, "2.5"), (1000.0, "1000.0"), (True, "True"),
-     ("1000", "'1000'")],
+    [
+        (0, "0"),
+        (-5, "-5"),
+        (2.5, "2.5"),
+        (1000.0, "1000.0"),
+        (True, "True"),
+        ("1000", "'1000'"),
+    ],
 )
 def test_bad_num_examples(cls, value, shown):
     assert _error(cls, num_examples=value) == (
@@ -91,26 +102,61 @@ def test_numpy_integer_num_examples_is_stored_as_int():
 @pytest.mark.parametrize(
     "kwargs, name, expected, shown",
     [
-        ({"input_axes": (0,)}, "output_axes",
-         "a sequence of ints when `input_axes` is given (input_axes=(0,))",
-         "None"),
-        ({"output_axes": [1, 2]}, "input_axes",
-         "a sequence of ints when `output_axes` is given (output_axes=[1, 2])",
-         "None"),
-        ({"input_axes": (0, 1), "output_axes": (1, 2)}, "output_axes",
-         "axes disjoint from input_axes=(0, 1)", "(1, 2)"),
-        ({"input_axes": (), "output_axes": (1,)}, "input_axes",
-         "a non-empty sequence of distinct ints", "()"),
-        ({"input_axes": (0, 0), "output_axes": (1,)}, "input_axes",
-         "a non-empty sequence of distinct ints", "(0, 0)"),
-        ({"input_axes": 0, "output_axes": (1,)}, "input_axes",
-         "a non-empty sequence of distinct ints", "0"),
-        ({"input_axes": "0", "output_axes": (1,)}, "input_axes",
-         "a non-empty sequence of distinct ints", "'0'"),
-        ({"input_axes": (0,), "output_axes": (1.0,)}, "output_axes",
-         "a non-empty sequence of distinct ints", "(1.0,)"),
-        ({"input_axes": (True,), "output_axes": (1,)}, "input_axes",
-         "a non-empty sequence of distinct ints", "(True,)"),
+        (
+            {"input_axes": (0,)},
+            "output_axes",
+            "a sequence of ints when `input_axes` is given (input_axes=(0,))",
+            "None",
+        ),
+        (
+            {"output_axes": [1, 2]},
+            "input_axes",
+            "a sequence of ints when `output_axes` is given "
+            "(output_axes=[1, 2])",
+            "None",
+        ),
+        (
+            {"input_axes": (0, 1), "output_axes": (1, 2)},
+            "output_axes",
+            "axes disjoint from input_axes=(0, 1)",
+            "(1, 2)",
+        ),
+        (
+            {"input_axes": (), "output_axes": (1,)},
+            "input_axes",
+            "a non-empty sequence of distinct ints",
+            "()",
+        ),
+        (
+            {"input_axes": (0, 0), "output_axes": (1,)},
+            "input_axes",
+            "a non-empty sequence of distinct ints",
+            "(0, 0)",
+        ),
+        (
+            {"input_axes": 0, "output_axes": (1,)},
+            "input_axes",
+            "a non-empty sequence of distinct ints",
+            "0",
+        ),
+        (
+            {"input_axes": "0", "output_axes": (1,)},
+            "input_axes",
+            "a non-empty sequence of distinct ints",
+            "'0'",
+        ),
+        (
+            {"input_axes": (0,), "output_axes": (1.0,)},
+            "output_axes",
+            "a non-empty sequence of distinct ints",
+            "(1.0,)",
+        ),
+        (
+            {"input_axes": (True,), "output_axes": (1,)},
+            "input_axes",
+            "a non-empty sequence of distinct ints",
+            "(True,)",
+        ),
     ],
 )
 def test_bad_axes(cls, kwargs, name, expected, shown):
