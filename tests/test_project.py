@@ -1,0 +1,91 @@
+"""The README's claims and the project's hygiene, checked."""
+
+import inspect
+import pathlib
+import re
+import subprocess
+import sys
+
+import keras
+import pytest
+
+import keras_scaled_l2
+from keras_scaled_l2 import ScaledL2
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _python_blocks(text):
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("block", _python_blocks(README))
+def test_readme_python_examples_run(block):
+    exec(compile(block, "README.md", "exec"), {})
+
+
+def test_readme_per_layer_table_matches_a_computation():
+    keras.utils.set_random_seed(0)
+
+    def mlp(regularizer):
+        return keras.Sequential(
+            [keras.Input((784,))]
+            + [
+                keras.layers.Dense(units, kernel_regularizer=regularizer)
+                for units in (1024, 256, 10)
+            ]
+        )
+
+    plain = mlp(keras.regularizers.L2(0.01))
+    scaled = mlp(ScaledL2(0.01))
+    scaled.set_weights(plain.get_weights())
+    plain_penalties = [float(p) for p in plain.losses]
+    scaled_penalties = [float(p) for p in scaled.losses]
+    for layer, p, s in zip(
+        plain.layers, plain_penalties, scaled_penalties, strict=True
+    ):
+        row = (
+            rf"\| {re.escape(str(tuple(layer.kernel.shape)))}\s*\|\s*"
+            rf"{p:.3f} \|\s*{100 * p / sum(plain_penalties):.1f} % \|\s*"
+            rf"{s:.4f} \|\s*{100 * s / sum(scaled_penalties):.1f} % \|"
+        )
+        assert re.search(row, README), row
+
+
+def test_quick_start_has_exactly_two_commands():
+    quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```bash\n(.*?)```", quick_start, flags=re.DOTALL)
+    commands = block.strip().splitlines()
+    assert len(commands) == 2
+    assert commands[0].endswith("keras-scaled-l2 demo")
+    assert commands[1].endswith("python -m pytest")
+
+
+def test_version_and_typing_marker():
+    assert re.fullmatch(r"\d+\.\d+\.\d+", keras_scaled_l2.__version__)
+    package = pathlib.Path(keras_scaled_l2.__file__).parent
+    assert (package / "py.typed").is_file()
+
+
+def test_every_public_name_is_in_all():
+    public = {
+        name
+        for name, value in vars(keras_scaled_l2).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert public | {"__version__"} == set(keras_scaled_l2.__all__)
+
+
+@pytest.mark.parametrize(
+    "arguments", [["check", "."], ["format", "--check", "."]]
+)
+def test_ruff_is_clean(arguments):
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
