@@ -24,5 +24,7 @@ def median_ratio(run_candidate, run_baseline, pairs):
             start = time.perf_counter()
             run()
             seconds.append(time.perf_counter() - start)
-    ratios = [a / b for a, b in zip(candidate_seconds, baseline_seconds)]
+    ratios = [
+        a / b for a, b in zip(candidate_seconds, baseline_seconds, strict=True)
+    ]
     return statistics.median(ratios), candidate_seconds, baseline_seconds

@@ -16,11 +16,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(__file__))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from _timing import median_ratio  # noqa: E402
+import keras
+import numpy as np
+from _timing import median_ratio
 
-from keras_scaled_l2 import ScaledL2  # noqa: E402
+from keras_scaled_l2 import ScaledL2
 
 
 def make_fit(regularizer, x, y):
