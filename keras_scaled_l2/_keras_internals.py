@@ -1,0 +1,65 @@
+"""The few private Keras names the package relies on, in one place.
+
+Keras has no public hook that hands out the data loss and the penalty of a
+train step separately: `Model.compute_loss` adds them up and returns the
+sum. `split_compute_loss` below is `keras.Model.compute_loss` (identical
+from Keras 3.8 to 3.15) written out term by term, so that it returns the
+very total Keras would return and also hands both parts to a recorder.
+`tests/test_keras_internals.py` fails loudly if Keras changes any of it.
+"""
+
+import keras
+from keras import ops
+
+
+def has_default_compute_loss(model):
+    """Whether `model` computes its loss with Keras's own `compute_loss`."""
+    return type(model).compute_loss is keras.Model.compute_loss
+
+
+def split_compute_loss(
+    model, record, x=None, y=None, y_pred=None, sample_weight=None
+):
+    """Returns Keras's total loss and calls `record(data_loss, penalties)`.
+
+    `data_loss` is the compiled loss (or `None` without one); `penalties` is
+    the list of `model.losses` terms, each aggregated as Keras aggregates it
+    (scaled for `tf.distribute` replicas, cast to float), in the order of
+    `model.losses`: `add_loss` and activity terms first, then one term per
+    regularized trainable weight, in `model.trainable_weights` order.
+    """
+    losses = []
+    data_loss = None
+    if model._compile_loss is not None:
+        data_loss = model._compile_loss(y, y_pred, sample_weight)
+        if data_loss is not None:
+            losses.append(data_loss)
+    penalties = [
+        model._aggregate_additional_loss(loss) for loss in model.losses
+    ]
+    losses.extend(penalties)
+    if keras.backend.backend() != "jax" and not losses:
+        raise ValueError(
+            "No loss to compute. Provide a `loss` argument in `compile()`."
+        )
+    record(data_loss, penalties)
+    if len(losses) == 1:
+        return losses[0]
+    if not losses:
+        return ops.zeros(())
+    return ops.sum(losses)
+
+
+def attach_metric(model, metric):
+    """Makes `metric` one of `model.metrics` until `detach_metric`.
+
+    Assigning a metric to a model attribute would track it too, but Keras
+    never untracks it again; the list behind `Model.metrics` can be undone.
+    """
+    if metric not in model._metrics:
+        model._metrics.append(metric)
+
+
+def detach_metric(model, metric):
+    """Removes a metric added by `attach_metric`."""
+    model._metrics[:] = [m for m in model._metrics if m is not metric]

@@ -1,0 +1,293 @@
+"""`PenaltyLogger`: the data loss and the penalty, logged apart, exactly."""
+
+import warnings
+
+import keras
+from keras import ops
+
+from keras_scaled_l2 import _keras_internals
+from keras_scaled_l2._validation import invalid_argument
+
+OTHER_LOSSES = "(other)"
+"""Per-layer key suffix for `add_loss` and activity-regularizer terms."""
+
+
+class PenaltyLogger(keras.callbacks.Callback):
+    """Logs `data_loss` and `penalty`, the two parts of Keras's `loss`.
+
+    Keras's `loss` (and `val_loss`) is the compiled loss plus every penalty:
+    weight regularizers, activity regularizers and `add_loss` terms. Passed
+    to `fit`, this callback adds, per epoch:
+
+    - `penalty`: the mean of the penalty Keras added into `loss`, weighted
+      over the steps exactly as Keras weights `loss` (by batch size);
+    - `data_loss`: `loss` without the penalty, i.e. the compiled loss alone;
+    - `val_penalty`, `val_data_loss`: the same on validation data;
+    - with `per_layer=True`, `penalty/<layer>` for each layer that owns
+      regularized weights (nested layers by their path, a shared weight
+      counted once), plus `penalty/(other)` for `add_loss` and activity
+      terms; these sum to `penalty`.
+
+    `data_loss + penalty == loss`. The values are recorded inside each train
+    and test step from the very terms Keras sums, not recomputed, so they
+    hold with partial batches, `steps_per_execution`, `tf.distribute` and
+    `keras.distribution`. They are model metrics while `fit` runs, so
+    `History`, `CSVLogger`, `TensorBoard` and the progress bar show them
+    wherever the logger stands in the callbacks list. When `fit` ends the
+    model is left as it was (nothing of the logger is saved with it).
+
+    Requires Keras's own `Model.compute_loss` (a custom `train_step` that
+    calls it is fine); with an overridden `compute_loss` the logger warns
+    and logs nothing.
+
+    >>> import numpy as np
+    >>> from keras_scaled_l2 import ScaledL2
+    >>> model = keras.Sequential([
+    ...     keras.Input((4,)), keras.layers.Dense(1, kernel_regularizer=ScaledL2(0.1))
+    ... ])
+    >>> model.compile("sgd", "mse")
+    >>> history = model.fit(
+    ...     np.ones((8, 4)), np.zeros(8), callbacks=[PenaltyLogger()], verbose=0
+    ... )
+    >>> sorted(history.history)
+    ['data_loss', 'loss', 'penalty']
+
+    Args:
+        per_layer: Whether to log `penalty/<layer>` keys too. Defaults to
+            `False`.
+    """
+
+    def __init__(self, per_layer=False):
+        super().__init__()
+        if not isinstance(per_layer, bool):
+            raise invalid_argument("per_layer", "True or False", per_layer)
+        self.per_layer = per_layer
+        self._metric = None
+        self._attached_to = None
+        self._in_fit = False
+        self._warned = False
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._attach(model)
+
+    def on_train_begin(self, logs=None):
+        self._in_fit = True
+        self._attach(self.model)
+
+    def on_test_begin(self, logs=None):
+        self._attach(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check_recorded(logs)
+
+    def on_train_end(self, logs=None):
+        self._in_fit = False
+        self._detach()
+
+    def on_test_end(self, logs=None):
+        if not self._in_fit:
+            self._check_recorded(logs)
+            self._detach()
+
+    def on_predict_end(self, logs=None):
+        if not self._in_fit:
+            self._detach()
+
+    def _attach(self, model):
+        if self._metric is not None:
+            if self._attached_to is model:
+                return
+            self._detach()
+        if not getattr(model, "compiled", False):
+            return  # `fit` and `evaluate` compile-check themselves.
+        if not _keras_internals.has_default_compute_loss(model):
+            warnings.warn(
+                f"PenaltyLogger logs nothing for {type(model).__name__}: it "
+                "overrides `compute_loss`, so the penalty cannot be told "
+                "apart from the data loss.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
+        weights = [w for w in model.trainable_weights if w.regularizer]
+        with _variable_scope(model):
+            metric = _PenaltyParts(model, weights, per_layer=self.per_layer)
+
+        def compute_loss(
+            x=None, y=None, y_pred=None, sample_weight=None, training=True
+        ):
+            del training  # Keras's own compute_loss ignores it too.
+
+            def record(data_loss, penalties):
+                metric.record(x, y_pred, data_loss, penalties)
+
+            return _keras_internals.split_compute_loss(
+                model, record, x, y, y_pred, sample_weight
+            )
+
+        self._metric, self._attached_to = metric, model
+        _keras_internals.attach_metric(model, metric)
+        model.compute_loss = compute_loss
+        _rebuild_step_functions(model)
+
+    def _detach(self):
+        metric, model = self._metric, self._attached_to
+        self._metric = self._attached_to = None
+        if metric is None:
+            return
+        _keras_internals.detach_metric(model, metric)
+        if "compute_loss" in vars(model):
+            del model.compute_loss
+        _rebuild_step_functions(model)
+
+    def _check_recorded(self, logs):
+        if self._metric is None or self._warned:
+            return
+        if float(ops.convert_to_numpy(self._metric.count)) > 0:
+            return
+        self._warned = True
+        for key in list(logs or {}):
+            if key.removeprefix("val_") in self._metric.keys:
+                del logs[key]
+        warnings.warn(
+            "PenaltyLogger recorded nothing: the model's train or test step "
+            "never called `compute_loss`, so `data_loss` and `penalty` are "
+            "not logged.",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+class _PenaltyParts(keras.metrics.Metric):
+    """Running, batch-size-weighted means of the data loss and the penalty.
+
+    Updated from inside `compute_loss`; its `result()` is a dict, which
+    Keras spreads into the logs key by key.
+    """
+
+    def __init__(self, model, regularized_weights, per_layer):
+        super().__init__(name="penalty_logger")
+        self.num_regularized = len(regularized_weights)
+        self.layer_names, self.layer_index = _layer_groups(
+            model, regularized_weights
+        )
+        self.per_layer = per_layer
+        self.keys = ["data_loss", "penalty"]
+        zeros = {"initializer": "zeros", "dtype": "float32"}
+        self.data_total = self.add_variable((), name="data_total", **zeros)
+        self.penalty_total = self.add_variable(
+            (), name="penalty_total", **zeros
+        )
+        self.count = self.add_variable((), name="count", **zeros)
+        if per_layer:
+            self.keys += [
+                f"penalty/{name}" for name in [*self.layer_names, OTHER_LOSSES]
+            ]
+            self.layer_totals = self.add_variable(
+                (len(self.layer_names) + 1,), name="layer_totals", **zeros
+            )
+
+    def record(self, x, y_pred, data_loss, penalties):
+        """Adds one step's parts, weighted by its batch size."""
+        batch_size = _batch_size(x, y_pred)
+        unscale = _replicas_in_sync()
+        penalties = [ops.cast(p, "float32") * unscale for p in penalties]
+        penalty = ops.sum(ops.stack(penalties)) if penalties else 0.0
+        data = 0.0 if data_loss is None else ops.cast(data_loss, "float32")
+        self.data_total.assign_add(data * unscale * batch_size)
+        self.penalty_total.assign_add(penalty * batch_size)
+        self.count.assign_add(batch_size)
+        if self.per_layer:
+            self.layer_totals.assign_add(
+                self._per_layer(penalties) * batch_size
+            )
+
+    def _per_layer(self, penalties):
+        num_other = len(penalties) - self.num_regularized
+        if num_other < 0:
+            raise RuntimeError(
+                "PenaltyLogger expected one `model.losses` term per "
+                f"regularized weight ({self.num_regularized}) but got "
+                f"{len(penalties)}; per-layer penalties are unavailable."
+            )
+        buckets = [[] for _ in range(len(self.layer_names) + 1)]
+        buckets[-1] = penalties[:num_other]
+        for index, term in zip(
+            self.layer_index, penalties[num_other:], strict=True
+        ):
+            buckets[index].append(term)
+        return ops.stack(
+            [
+                ops.sum(ops.stack(terms)) if terms else ops.zeros(())
+                for terms in buckets
+            ]
+        )
+
+    def update_state(self, *args, **kwargs):
+        raise NotImplementedError(
+            "Updated by PenaltyLogger from inside `compute_loss`."
+        )
+
+    def reset_state(self):
+        for variable in self.variables:
+            variable.assign(ops.zeros(variable.shape, variable.dtype))
+
+    def result(self):
+        results = {
+            "data_loss": self.data_total / self.count,
+            "penalty": self.penalty_total / self.count,
+        }
+        if self.per_layer:
+            means = self.layer_totals / self.count
+            for position, key in enumerate(self.keys[2:]):
+                results[key] = means[position]
+        return results
+
+
+def _layer_groups(model, weights):
+    """Returns layer names and, per weight, the index of its layer's name."""
+    names, index = [], []
+    prefix = f"{model.name}/"
+    for weight in weights:
+        layer = weight.path.rsplit("/", 1)[0] if "/" in weight.path else ""
+        layer = layer.removeprefix(prefix) or weight.path
+        if layer not in names:
+            names.append(layer)
+        index.append(names.index(layer))
+    return names, index
+
+
+def _batch_size(x, y_pred):
+    # Keras weighs each step's loss by the leading dimension of the first
+    # input (of the prediction when a custom step passes no input).
+    flat = [t for t in keras.tree.flatten(x) if t is not None]
+    flat = flat or keras.tree.flatten(y_pred)
+    return ops.cast(ops.shape(flat[0])[0], "float32")
+
+
+def _replicas_in_sync():
+    # Under tf.distribute Keras divides each replica's loss terms by the
+    # number of replicas and multiplies the logged loss back; so do we.
+    if keras.backend.backend() != "tensorflow":
+        return 1.0
+    import tensorflow as tf
+
+    return float(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def _variable_scope(model):
+    """Where the metric's variables must be created: the model's strategy."""
+    if keras.backend.backend() == "tensorflow":
+        return model.distribute_strategy.scope()
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _rebuild_step_functions(model):
+    # The train and test functions bake `compute_loss` and the list of
+    # metrics in when traced; new ones pick the change up. `fit` looks its
+    # function up at every step, so this is safe inside `on_train_begin`.
+    model.make_train_function(force=True)
+    model.make_test_function(force=True)
