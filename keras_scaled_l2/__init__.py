@@ -19,8 +19,8 @@ from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
 __version__ = "0.1.0"
 
 __all__ = [
-    "PenaltyLogger",
     "SCALES",
+    "PenaltyLogger",
     "ScaledL1",
     "ScaledL1L2",
     "ScaledL2",

@@ -43,7 +43,8 @@ class PenaltyLogger(keras.callbacks.Callback):
     >>> import numpy as np
     >>> from keras_scaled_l2 import ScaledL2
     >>> model = keras.Sequential([
-    ...     keras.Input((4,)), keras.layers.Dense(1, kernel_regularizer=ScaledL2(0.1))
+    ...     keras.Input((4,)),
+    ...     keras.layers.Dense(1, kernel_regularizer=ScaledL2(0.1)),
     ... ])
     >>> model.compile("sgd", "mse")
     >>> history = model.fit(
