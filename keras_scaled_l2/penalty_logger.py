@@ -145,7 +145,7 @@ class PenaltyLogger(keras.callbacks.Callback):
     def _check_recorded(self, logs):
         if self._metric is None or self._warned:
             return
-        if float(ops.convert_to_numpy(self._metric.count)) > 0:
+        if float(self._metric.count.numpy()) > 0:
             return
         self._warned = True
         for key in list(logs or {}):

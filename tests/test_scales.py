@@ -84,8 +84,9 @@ def test_balanced_glorot_kernels_start_near_twice_the_factor(
     assert balanced == pytest.approx(2 * l2, rel=0.1)
 
 
-def test_plain_l2_spreads_over_three_orders_of_magnitude_at_glorot_init():
-    # The contrast the balanced scale removes.
+def test_plain_l2_spreads_over_two_orders_of_magnitude_at_glorot_init():
+    # The contrast the balanced scale removes: in expectation the ratio is
+    # (1024 * 1024 / 1024) / (32 / 16.5), about 528.
     shapes = [(32, 1), (1024, 1024)]
     penalties = [
         float(
@@ -95,7 +96,7 @@ def test_plain_l2_spreads_over_three_orders_of_magnitude_at_glorot_init():
         )
         for shape in shapes
     ]
-    assert penalties[1] / penalties[0] > 500
+    assert penalties[1] / penalties[0] > 200
 
 
 def test_unknown_dimension_is_named_in_the_error():
