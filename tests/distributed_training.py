@@ -1,0 +1,95 @@
+"""Trains one model on one device and on two, prints both as JSON.
+
+Run as a script, in its own process: the devices must be configured before
+the backend starts. `python distributed_training.py mirrored|data_parallel`.
+"""
+
+import json
+import os
+import sys
+
+ENGINE = sys.argv[1]
+if ENGINE == "mirrored":
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+else:
+    os.environ["KERAS_BACKEND"] = "jax"
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_scaled_l2 import PenaltyLogger, ScaledL1L2, ScaledL2  # noqa: E402
+
+
+def build():
+    model = keras.Sequential(
+        [
+            keras.Input((20,)),
+            keras.layers.Dense(
+                64,
+                name="dense",
+                activation="relu",
+                kernel_regularizer=ScaledL2(0.1),
+                kernel_initializer=keras.initializers.GlorotUniform(seed=1),
+            ),
+            keras.layers.Dense(
+                32,
+                name="middle",
+                activation="relu",
+                kernel_regularizer=keras.regularizers.L2(0.05),
+                kernel_initializer=keras.initializers.GlorotUniform(seed=2),
+            ),
+            keras.layers.Dense(
+                1,
+                name="head",
+                kernel_regularizer=ScaledL1L2(0.01, 0.1, scale="fan_in"),
+                kernel_initializer=keras.initializers.GlorotUniform(seed=3),
+            ),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(0.05), "mse", metrics=["mse"])
+    return model
+
+
+def train(distributed):
+    replicas = 1
+    if distributed and ENGINE == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        replicas = strategy.num_replicas_in_sync
+        with strategy.scope():
+            model = build()
+    elif distributed:
+        import jax
+
+        distribution = keras.distribution.DataParallel(devices=jax.devices())
+        replicas = len(distribution.device_mesh.devices.ravel())
+        keras.distribution.set_distribution(distribution)
+        model = build()
+    else:
+        model = build()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 20)).astype("float32")
+    y = (x[:, :1] + rng.normal(size=(1000, 1))).astype("float32")
+    history = model.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=3,
+        validation_split=0.2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[PenaltyLogger(per_layer=True)],
+    ).history
+    if distributed and ENGINE != "mirrored":
+        keras.distribution.set_distribution(None)
+    weights = [keras.ops.convert_to_numpy(w).tolist() for w in model.weights]
+    return {"replicas": replicas, "history": history, "weights": weights}
+
+
+print(json.dumps({"single": train(False), "distributed": train(True)}))

@@ -1,0 +1,48 @@
+import json
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+SCRIPT = pathlib.Path(__file__).with_name("distributed_training.py")
+ENGINES = {"mirrored": "tensorflow", "data_parallel": "jax"}
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_two_devices_match_one(engine):
+    if keras.backend.backend() != ENGINES[engine]:
+        pytest.skip(f"runs in the {ENGINES[engine]} leg of the backend matrix")
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), engine],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads(result.stdout.strip().splitlines()[-1])
+    single, distributed = runs["single"], runs["distributed"]
+    assert single["replicas"] == 1
+    assert distributed["replicas"] == 2
+    for a, b in zip(single["weights"], distributed["weights"], strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-4)
+    assert sorted(single["history"]) == sorted(distributed["history"])
+    assert "penalty/dense" in single["history"]
+    for key, values in single["history"].items():
+        np.testing.assert_allclose(
+            distributed["history"][key], values, rtol=1e-4, err_msg=key
+        )
+    # The penalty is reported once, not once per replica nor halved.
+    history = distributed["history"]
+    for prefix in ("", "val_"):
+        np.testing.assert_allclose(
+            np.add(history[f"{prefix}data_loss"], history[f"{prefix}penalty"]),
+            history[f"{prefix}loss"],
+            rtol=1e-6,
+        )
+        np.testing.assert_allclose(
+            history[f"{prefix}data_loss"], history[f"{prefix}mse"], rtol=1e-5
+        )
