@@ -7,6 +7,7 @@ same factor weighs a 1024x1024 kernel a thousand times more than a 32x1 one.
 the same thing in every layer.
 """
 
+from keras_scaled_l2.collapse_monitor import CollapseMonitor, CollapseWarning
 from keras_scaled_l2.penalty_logger import PenaltyLogger
 from keras_scaled_l2.regularizers import (
     ScaledL1,
@@ -20,6 +21,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SCALES",
+    "CollapseMonitor",
+    "CollapseWarning",
     "PenaltyLogger",
     "ScaledL1",
     "ScaledL1L2",

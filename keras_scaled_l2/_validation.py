@@ -39,6 +39,23 @@ def validate_factor(value, name):
     return float(value)
 
 
+def validate_fraction(value, name):
+    """Returns `value` as a Python float if it lies strictly in (0, 1)."""
+    expected = "a float strictly between 0 and 1"
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        raise invalid_argument(name, expected, value)
+    if not 0 < value < 1:
+        raise invalid_argument(name, expected, value)
+    return float(value)
+
+
+def validate_flag(value, name):
+    """Returns `value` if it is `True` or `False` (numpy bools included)."""
+    if not _is_bool(value):
+        raise invalid_argument(name, "True or False", value)
+    return bool(value)
+
+
 def validate_choice(value, name, choices):
     """Returns `value` if it is one of the strings in `choices`."""
     if not isinstance(value, str) or value not in choices:

@@ -11,16 +11,22 @@ predicting one constant: the row says `collapsed`.
 import dataclasses
 import math
 import time
+import warnings
 
 import keras
 import numpy as np
 
+from keras_scaled_l2.collapse_monitor import CollapseMonitor, CollapseWarning
 from keras_scaled_l2.datasets import make_low_signal_tabular, rank_correlation
+from keras_scaled_l2.penalty_logger import PenaltyLogger
 from keras_scaled_l2.regularizers import ScaledL2
 
 COLLAPSE_RATIO = 1e-3
 """Predictions are called collapsed when their standard deviation falls
 below this fraction of the target's standard deviation."""
+
+PROBE_ROWS = 512
+"""Test rows `CollapseMonitor` predicts on at each epoch end."""
 
 PENALTIES = {
     "none (no penalty)": lambda: None,
@@ -43,6 +49,7 @@ class DemoResult:
     penalty: float
     data_loss: float
     collapsed: bool
+    monitor_epoch: int | None
     seconds: float
 
 
@@ -76,25 +83,31 @@ def train_row(name, regularizer_factory, data, epochs, batch_size, seed):
     (x_train, y_train), (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
     model = build_mlp(x_train.shape[1], regularizer_factory)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3), loss="mse", metrics=["mse"]
-    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    monitor = CollapseMonitor(x_test[:PROBE_ROWS])
     start = time.perf_counter()
-    model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
+    with warnings.catch_warnings():
+        # The table reports the collapse; the warning text would repeat it.
+        warnings.simplefilter("ignore", CollapseWarning)
+        history = model.fit(
+            x_train,
+            y_train,
+            epochs=epochs,
+            batch_size=batch_size,
+            verbose=0,
+            callbacks=[PenaltyLogger(), monitor],
+        ).history
     seconds = time.perf_counter() - start
-    data_loss = model.evaluate(
-        x_train, y_train, batch_size=1024, verbose=0, return_dict=True
-    )["mse"]
-    penalty = float(keras.ops.sum(model.losses)) if model.losses else 0.0
     predictions = model.predict(x_test, batch_size=1024, verbose=0).ravel()
     prediction_std = float(np.std(predictions.astype(np.float64)))
     return DemoResult(
         name=name,
         correlation=rank_correlation(y_test, predictions),
         prediction_std=prediction_std,
-        penalty=penalty,
-        data_loss=float(data_loss),
+        penalty=history["penalty"][-1],
+        data_loss=history["data_loss"][-1],
         collapsed=prediction_std < COLLAPSE_RATIO * float(np.std(y_test)),
+        monitor_epoch=monitor.collapsed_epoch,
         seconds=seconds,
     )
 
@@ -137,8 +150,8 @@ def run_demo(
 
 
 HEADER = (
-    f"{'penalty':<26} {'test corr':>9} {'pred std':>9} "
-    f"{'penalty':>9} {'data loss':>9} {'seconds':>7}  status"
+    f"{'penalty':<26} {'test corr':>9} {'pred std':>9} {'penalty':>9} "
+    f"{'data loss':>9} {'monitor':>8} {'seconds':>7}  status"
 )
 
 
@@ -149,9 +162,14 @@ def format_row(result):
         if math.isnan(result.correlation)
         else f"{result.correlation:+.4f}"
     )
+    monitor = (
+        "-"
+        if result.monitor_epoch is None
+        else f"epoch {result.monitor_epoch + 1}"
+    )
     status = "collapsed" if result.collapsed else "ok"
     return (
         f"{result.name:<26} {correlation:>9} {result.prediction_std:>9.2e} "
-        f"{result.penalty:>9.4f} {result.data_loss:>9.5f} "
+        f"{result.penalty:>9.4f} {result.data_loss:>9.5f} {monitor:>8} "
         f"{result.seconds:>7.1f}  {status}"
     )

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from keras_scaled_l2 import _keras_internals
-from keras_scaled_l2._validation import invalid_argument
+from keras_scaled_l2._validation import validate_flag
 
 OTHER_LOSSES = "(other)"
 """Per-layer key suffix for `add_loss` and activity-regularizer terms."""
@@ -60,9 +60,7 @@ class PenaltyLogger(keras.callbacks.Callback):
 
     def __init__(self, per_layer=False):
         super().__init__()
-        if not isinstance(per_layer, bool):
-            raise invalid_argument("per_layer", "True or False", per_layer)
-        self.per_layer = per_layer
+        self.per_layer = validate_flag(per_layer, "per_layer")
         self._metric = None
         self._attached_to = None
         self._in_fit = False

@@ -2,3 +2,13 @@ import os
 
 # Keep TensorFlow's C++ start-up chatter out of test output and subprocesses.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# A script run in its own process by test_distribution.py, not a test module
+# (importing it would configure devices and pick a backend).
+collect_ignore = ["distributed_training.py"]
+
+
+def pytest_report_header():
+    import keras
+
+    return f"keras {keras.__version__}, backend: {keras.backend.backend()}"

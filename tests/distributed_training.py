@@ -1,12 +1,17 @@
 """Trains one model on one device and on two, prints both as JSON.
 
-Run as a script, in its own process: the devices must be configured before
-the backend starts. `python distributed_training.py mirrored|data_parallel`.
+Run as a script, in its own process, since the devices must be configured
+before the backend starts:
+
+    python distributed_training.py mirrored|data_parallel
 """
 
 import json
 import os
 import sys
+
+if __name__ != "__main__":
+    raise ImportError("distributed_training.py is a script, not a module.")
 
 ENGINE = sys.argv[1]
 if ENGINE == "mirrored":
