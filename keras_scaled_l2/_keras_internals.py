@@ -50,6 +50,15 @@ def split_compute_loss(
     return ops.sum(losses)
 
 
+def compile_token(model):
+    """An object that `model.compile` replaces: a new one means a recompile.
+
+    Every `compile` creates a new loss tracker (and drops the traced step
+    functions with it).
+    """
+    return model._loss_tracker
+
+
 def attach_metric(model, metric):
     """Makes `metric` one of `model.metrics` until `detach_metric`.
 

@@ -61,8 +61,7 @@ class PenaltyLogger(keras.callbacks.Callback):
     def __init__(self, per_layer=False):
         super().__init__()
         self.per_layer = validate_flag(per_layer, "per_layer")
-        self._metric = None
-        self._attached_to = None
+        self._session = None
         self._in_fit = False
         self._warned = False
 
@@ -94,10 +93,11 @@ class PenaltyLogger(keras.callbacks.Callback):
             self._detach()
 
     def _attach(self, model):
-        if self._metric is not None:
-            if self._attached_to is model:
+        session = self._session
+        if session is not None and session.attached:
+            if session.model is model:
                 return
-            self._detach()
+            session.detach()
         if not getattr(model, "compiled", False):
             return  # `fit` and `evaluate` compile-check themselves.
         if not _keras_internals.has_default_compute_loss(model):
@@ -109,45 +109,24 @@ class PenaltyLogger(keras.callbacks.Callback):
                 stacklevel=2,
             )
             return
-        weights = [w for w in model.trainable_weights if w.regularizer]
-        with _variable_scope(model):
-            metric = _PenaltyParts(model, weights, per_layer=self.per_layer)
-
-        def compute_loss(
-            x=None, y=None, y_pred=None, sample_weight=None, training=True
-        ):
-            del training  # Keras's own compute_loss ignores it too.
-
-            def record(data_loss, penalties):
-                metric.record(x, y_pred, data_loss, penalties)
-
-            return _keras_internals.split_compute_loss(
-                model, record, x, y, y_pred, sample_weight
-            )
-
-        self._metric, self._attached_to = metric, model
-        _keras_internals.attach_metric(model, metric)
-        model.compute_loss = compute_loss
-        _rebuild_step_functions(model)
+        if session is None or not session.is_current(model):
+            session = _Session(model, self.per_layer)
+        self._session = session
+        session.attach()
 
     def _detach(self):
-        metric, model = self._metric, self._attached_to
-        self._metric = self._attached_to = None
-        if metric is None:
-            return
-        _keras_internals.detach_metric(model, metric)
-        if "compute_loss" in vars(model):
-            del model.compute_loss
-        _rebuild_step_functions(model)
+        if self._session is not None and self._session.attached:
+            self._session.detach()
 
     def _check_recorded(self, logs):
-        if self._metric is None or self._warned:
+        session = self._session
+        if session is None or not session.attached or self._warned:
             return
-        if float(self._metric.count.numpy()) > 0:
+        if float(session.metric.count.numpy()) > 0:
             return
         self._warned = True
         for key in list(logs or {}):
-            if key.removeprefix("val_") in self._metric.keys:
+            if key.removeprefix("val_") in session.metric.keys:
                 del logs[key]
         warnings.warn(
             "PenaltyLogger recorded nothing: the model's train or test step "
@@ -156,6 +135,78 @@ class PenaltyLogger(keras.callbacks.Callback):
             UserWarning,
             stacklevel=2,
         )
+
+
+class _Session:
+    """The logger's metric and step functions on one compiled model.
+
+    Attaching adds the metric to the model and replaces its `compute_loss`;
+    detaching undoes both. The step functions traced while attached are
+    kept and put back at the next attach, as long as the model's own step
+    functions are still those of the last detach (a `compile` replaces
+    them), so that repeated `fit` calls do not retrace.
+    """
+
+    def __init__(self, model, per_layer):
+        self.model = model
+        weights = [w for w in model.trainable_weights if w.regularizer]
+        with _variable_scope(model):
+            self.metric = _PenaltyParts(model, weights, per_layer=per_layer)
+        self.compile_token = _keras_internals.compile_token(model)
+        self.attached = False
+        self.plain_functions = None
+        self.logged_functions = None
+
+    def is_current(self, model):
+        """Whether `model` is this session's and was not compiled since."""
+        return (
+            model is self.model
+            and _keras_internals.compile_token(model) is self.compile_token
+        )
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        del training  # Keras's own compute_loss ignores it too.
+
+        def record(data_loss, penalties):
+            self.metric.record(x, y_pred, data_loss, penalties)
+
+        return _keras_internals.split_compute_loss(
+            self.model, record, x, y, y_pred, sample_weight
+        )
+
+    def attach(self):
+        model = self.model
+        self.plain_functions = _step_functions(model)
+        _keras_internals.attach_metric(model, self.metric)
+        model.compute_loss = self.compute_loss
+        if self.logged_functions is not None:
+            _set_step_functions(model, self.logged_functions)
+        else:
+            # New functions pick up `compute_loss` and the metric when
+            # traced. `fit` looks its function up at every step, so this is
+            # safe inside `on_train_begin`.
+            model.make_train_function(force=True)
+            model.make_test_function(force=True)
+        self.attached = True
+
+    def detach(self):
+        model = self.model
+        self.logged_functions = _step_functions(model)
+        _keras_internals.detach_metric(model, self.metric)
+        if "compute_loss" in vars(model):
+            del model.compute_loss
+        _set_step_functions(model, self.plain_functions)
+        self.attached = False
+
+
+def _step_functions(model):
+    return model.train_function, model.test_function
+
+
+def _set_step_functions(model, functions):
+    model.train_function, model.test_function = functions
 
 
 class _PenaltyParts(keras.metrics.Metric):
@@ -282,11 +333,3 @@ def _variable_scope(model):
     import contextlib
 
     return contextlib.nullcontext()
-
-
-def _rebuild_step_functions(model):
-    # The train and test functions bake `compute_loss` and the list of
-    # metrics in when traced; new ones pick the change up. `fit` looks its
-    # function up at every step, so this is safe inside `on_train_begin`.
-    model.make_train_function(force=True)
-    model.make_test_function(force=True)

@@ -70,3 +70,13 @@ def test_default_compute_loss_is_detected():
     outputs = keras.layers.Dense(1)(inputs)
     assert _keras_internals.has_default_compute_loss(_model())
     assert not _keras_internals.has_default_compute_loss(Own(inputs, outputs))
+
+
+def test_compile_token_changes_with_each_compile_only():
+    model = _model()
+    token = _keras_internals.compile_token(model)
+    assert token is not None
+    model.fit(np.ones((4, 6)), np.ones((4, 1)), verbose=0)
+    assert _keras_internals.compile_token(model) is token
+    model.compile(model.optimizer, "mse")
+    assert _keras_internals.compile_token(model) is not token

@@ -266,6 +266,30 @@ def test_one_instance_across_fits_and_a_recompile():
     assert third["penalty"][0] < first["penalty"][0]
 
 
+class _SeenTrainFunction(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_begin(self, logs=None):
+        self.seen.append(self.model.train_function)
+
+
+def test_repeated_fits_reuse_their_step_functions():
+    # Attaching and detaching swap the traced step functions rather than
+    # tracing new ones, unless the model was compiled again.
+    model, logger, seen = _model(), PenaltyLogger(), _SeenTrainFunction()
+    for callbacks in ([logger], [], [logger], []):
+        _fit(model, [*callbacks, seen], epochs=1)
+    logged_1, plain_1, logged_2, plain_2 = seen.seen
+    assert logged_1 is logged_2
+    assert plain_1 is plain_2
+    assert logged_1 is not plain_1
+    model.compile("sgd", "mse", metrics=["mse"])
+    _fit(model, [logger, seen], epochs=1)
+    assert seen.seen[-1] is not logged_1
+
+
 def test_model_is_left_as_it_was_after_fit_evaluate_and_predict():
     model = _model()
     names = [m.name for m in model.metrics]
