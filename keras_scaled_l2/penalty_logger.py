@@ -122,7 +122,7 @@ class PenaltyLogger(keras.callbacks.Callback):
         session = self._session
         if session is None or not session.attached or self._warned:
             return
-        if float(session.metric.count.numpy()) > 0:
+        if float(ops.convert_to_numpy(session.metric.count)) > 0:
             return
         self._warned = True
         for key in list(logs or {}):
@@ -224,19 +224,22 @@ class _PenaltyParts(keras.metrics.Metric):
         )
         self.per_layer = per_layer
         self.keys = ["data_loss", "penalty"]
-        zeros = {"initializer": "zeros", "dtype": "float32"}
-        self.data_total = self.add_variable((), name="data_total", **zeros)
-        self.penalty_total = self.add_variable(
-            (), name="penalty_total", **zeros
-        )
-        self.count = self.add_variable((), name="count", **zeros)
         if per_layer:
             self.keys += [
                 f"penalty/{name}" for name in [*self.layer_names, OTHER_LOSSES]
             ]
-            self.layer_totals = self.add_variable(
-                (len(self.layer_names) + 1,), name="layer_totals", **zeros
-            )
+        # One vector, [count, *weighted sums in the order of `keys`], so that
+        # a step adds to a single variable.
+        self.totals = self.add_variable(
+            (1 + len(self.keys),),
+            initializer="zeros",
+            dtype="float32",
+            name="totals",
+        )
+
+    @property
+    def count(self):
+        return self.totals[0]
 
     def record(self, x, y_pred, data_loss, penalties):
         """Adds one step's parts, weighted by its batch size."""
@@ -245,13 +248,15 @@ class _PenaltyParts(keras.metrics.Metric):
         penalties = [ops.cast(p, "float32") * unscale for p in penalties]
         penalty = ops.sum(ops.stack(penalties)) if penalties else 0.0
         data = 0.0 if data_loss is None else ops.cast(data_loss, "float32")
-        self.data_total.assign_add(data * unscale * batch_size)
-        self.penalty_total.assign_add(penalty * batch_size)
-        self.count.assign_add(batch_size)
+        parts = [
+            ops.ones(()),
+            ops.convert_to_tensor(data * unscale, "float32"),
+            ops.convert_to_tensor(penalty, "float32"),
+        ]
         if self.per_layer:
-            self.layer_totals.assign_add(
-                self._per_layer(penalties) * batch_size
-            )
+            parts.append(self._per_layer(penalties))
+        step = ops.concatenate([ops.reshape(p, (-1,)) for p in parts])
+        self.totals.assign_add(step * batch_size)
 
     def _per_layer(self, penalties):
         num_other = len(penalties) - self.num_regularized
@@ -280,19 +285,11 @@ class _PenaltyParts(keras.metrics.Metric):
         )
 
     def reset_state(self):
-        for variable in self.variables:
-            variable.assign(ops.zeros(variable.shape, variable.dtype))
+        self.totals.assign(ops.zeros(self.totals.shape, "float32"))
 
     def result(self):
-        results = {
-            "data_loss": self.data_total / self.count,
-            "penalty": self.penalty_total / self.count,
-        }
-        if self.per_layer:
-            means = self.layer_totals / self.count
-            for position, key in enumerate(self.keys[2:]):
-                results[key] = means[position]
-        return results
+        means = self.totals[1:] / self.totals[0]
+        return {key: means[i] for i, key in enumerate(self.keys)}
 
 
 def _layer_groups(model, weights):
