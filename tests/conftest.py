@@ -3,9 +3,9 @@ import os
 # Keep TensorFlow's C++ start-up chatter out of test output and subprocesses.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# A script run in its own process by test_distribution.py, not a test module
-# (importing it would configure devices and pick a backend).
-collect_ignore = ["distributed_training.py"]
+# Scripts, not test modules: importing distributed_training.py would
+# configure devices and pick a backend.
+collect_ignore = ["distributed_training.py", "run_backends.py"]
 
 
 def pytest_report_header():

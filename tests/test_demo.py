@@ -20,19 +20,38 @@ def _run_cli(*arguments, timeout=600):
     )
 
 
+def _parse_table(stdout):
+    rows = {}
+    for line in stdout.splitlines():
+        if not line.startswith(("keras ", "ScaledL2", "none ")):
+            continue
+        cells = line[26:].split()
+        monitor = " ".join(cells[4:-2])
+        rows[line[:26].strip()] = {
+            "correlation": cells[0],
+            "penalty": float(cells[2]),
+            "data_loss": float(cells[3]),
+            "monitor": monitor,
+            "status": cells[-1],
+        }
+    return rows
+
+
 def test_demo_shows_the_collapse_of_plain_l2_and_not_of_scaled_l2():
     # The package's main job, run exactly as the README runs it.
     result = _run_cli("demo")
     assert result.returncode == 0, result.stderr
-    rows = {
-        line[:26].strip(): line.split()
-        for line in result.stdout.splitlines()
-        if line.startswith(("keras ", "ScaledL2", "none "))
-    }
-    assert rows["keras L2(0.01)"][-1] == "collapsed"
-    assert rows["ScaledL2(0.01) balanced"][-1] == "ok"
-    assert rows["none (no penalty)"][-1] == "ok"
+    rows = _parse_table(result.stdout)
     assert len(rows) == 6
+    collapsed = rows.pop("keras L2(0.01)")
+    assert collapsed["status"] == "collapsed"
+    assert collapsed["correlation"] == "undefined"
+    assert collapsed["monitor"].startswith("epoch ")
+    for name, row in rows.items():
+        assert row["status"] == "ok", name
+        assert row["monitor"] == "-", name
+    assert rows["none (no penalty)"]["penalty"] == 0.0
+    assert rows["ScaledL2(0.01) balanced"]["penalty"] > 0
 
 
 def test_demo_help_documents_the_options():
