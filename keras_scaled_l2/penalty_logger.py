@@ -149,6 +149,16 @@ class _Session:
 
     def __init__(self, model, per_layer):
         self.model = model
+        if per_layer and not model.weights:
+            warnings.warn(
+                "PenaltyLogger(per_layer=True) logs only `data_loss` and "
+                f"`penalty` for {type(model).__name__}: the model has no "
+                "weights yet, so its layers' penalties cannot be named. Call "
+                "the model on a batch before `fit`.",
+                UserWarning,
+                stacklevel=4,
+            )
+            per_layer = False
         weights = [w for w in model.trainable_weights if w.regularizer]
         with _variable_scope(model):
             self.metric = _PenaltyParts(model, weights, per_layer=per_layer)
