@@ -1,0 +1,48 @@
+"""Executes every notebook here in place, so that its outputs are current.
+
+    python notebooks/execute.py [NAME.ipynb ...]
+
+The tests execute the same notebooks (without writing them) in CI.
+"""
+
+import pathlib
+import sys
+
+import nbformat
+from nbclient import NotebookClient
+
+FOLDER = pathlib.Path(__file__).resolve().parent
+TIMEOUT_SECONDS = 180
+
+
+def execute(path, write=True):
+    """Runs `path` top to bottom in a fresh kernel; returns the notebook."""
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=TIMEOUT_SECONDS,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(FOLDER)}},
+    ).execute()
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not _is_startup_log(o)]
+    if write:
+        nbformat.write(notebook, path)
+    return notebook
+
+
+def _is_startup_log(output):
+    """TensorFlow's C++ start-up lines on stderr: noise, not a result."""
+    if output.get("output_type") != "stream" or output.get("name") != "stderr":
+        return False
+    lines = [line for line in output.get("text", "").splitlines() if line]
+    prefixes = ("I0000", "E0000", "W0000", "WARNING: All log messages")
+    return all(line.startswith(prefixes) for line in lines)
+
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or sorted(p.name for p in FOLDER.glob("*.ipynb"))
+    for name in names:
+        print(f"executing {name}", flush=True)
+        execute(FOLDER / name)
