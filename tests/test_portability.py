@@ -8,8 +8,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-
-from keras_scaled_l2 import ScaledL1, ScaledL1L2, ScaledL2
+from saved_models import INPUT_SHAPE, regularized_model
 
 BACKENDS = ["tensorflow", "jax", "torch"]
 
@@ -30,35 +29,18 @@ LOAD = textwrap.dedent(
 )
 
 
-def _model():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((4, 16))
-    x = keras.layers.EinsumDense(
-        "abc,cde->abde",
-        output_shape=(None, 2, 8),
-        kernel_regularizer=ScaledL1L2(
-            0.01, 0.02, input_axes=(0,), output_axes=(1, 2)
-        ),
-    )(inputs)
-    x = keras.layers.Reshape((4, 16))(x)
-    x = keras.layers.Conv1D(
-        8, 3, activation="relu", kernel_regularizer=ScaledL1(0.01)
-    )(x)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(
-        1, kernel_regularizer=ScaledL2(0.05, num_examples=100)
-    )(x)
-    return keras.Model(inputs, outputs)
-
-
 @pytest.mark.parametrize("target", BACKENDS)
 def test_a_file_saved_here_loads_on_every_backend(tmp_path, target):
     if importlib.util.find_spec(target) is None:
         pytest.skip(f"{target} is not installed")
-    model = _model()
+    model = regularized_model()
     path = tmp_path / "model.keras"
     model.save(path)
-    x = np.random.default_rng(1).normal(size=(3, 4, 16)).astype("float32")
+    x = (
+        np.random.default_rng(1)
+        .normal(size=(3, *INPUT_SHAPE))
+        .astype("float32")
+    )
     np.save(tmp_path / "x.npy", x)
     result = subprocess.run(
         [sys.executable, "-c", LOAD, str(path), str(tmp_path / "x.npy")],

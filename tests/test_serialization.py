@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 from round_trip import assert_serialization_round_trips
+from saved_models import INPUT_SHAPE, REGULARIZER_CLASSES, regularized_model
 
 from keras_scaled_l2 import SCALES, ScaledL1, ScaledL1L2, ScaledL2
 
@@ -75,36 +76,13 @@ def test_registered_under_the_package_name(name, cls):
 
 
 def _model():
-    inputs = keras.Input((4, 16))
-    x = keras.layers.EinsumDense(
-        "abc,cde->abde",
-        output_shape=(None, 2, 8),
-        kernel_regularizer=ScaledL1L2(
-            0.01, 0.02, input_axes=(0,), output_axes=(1, 2)
-        ),
-    )(inputs)
-    x = keras.layers.Reshape((4, 16))(x)
-    x = keras.layers.Conv1D(
-        8,
-        3,
-        activation="relu",
-        kernel_regularizer=ScaledL1(0.01, scale="fan_in", num_examples=100),
-        bias_regularizer=ScaledL2(0.1, scale="none"),
-    )(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(
-        8, kernel_regularizer=keras.regularizers.L2(0.01), activation="tanh"
-    )(x)
-    outputs = keras.layers.Dense(
-        1, kernel_regularizer=ScaledL2(0.05, scale="size")
-    )(x)
-    model = keras.Model(inputs, outputs)
+    model = regularized_model()
     rng = np.random.default_rng(0)
     # A loss object, not the string "mse": Keras cannot reload a legacy .h5
     # file compiled with loss="mse", with or without this package.
     model.compile("adam", keras.losses.MeanSquaredError())
     model.fit(
-        rng.normal(size=(32, 4, 16)),
+        rng.normal(size=(32, *INPUT_SHAPE)),
         rng.normal(size=(32, 1)),
         epochs=1,
         verbose=0,
@@ -167,10 +145,4 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path, extension):
     np.testing.assert_allclose(
         reloaded["penalties"], [float(p) for p in model.losses], rtol=1e-6
     )
-    assert reloaded["regularizers"] == [
-        "keras_scaled_l2.regularizers.ScaledL1L2",
-        "keras_scaled_l2.regularizers.ScaledL1",
-        "keras_scaled_l2.regularizers.ScaledL2",
-        "keras.src.regularizers.regularizers.L2",
-        "keras_scaled_l2.regularizers.ScaledL2",
-    ]
+    assert reloaded["regularizers"] == REGULARIZER_CLASSES
