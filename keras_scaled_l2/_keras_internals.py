@@ -1,5 +1,10 @@
 """The few private Keras names the package relies on, in one place.
 
+Besides the loss split below: `sublayers` walks a layer's direct children
+(`Layer._flatten_layers`), and `set_attention_kernel_regularizer` sets the
+one kernel regularizer `MultiHeadAttention` keeps for its config
+(`_kernel_regularizer`).
+
 Keras has no public hook that hands out the data loss and the penalty of a
 train step separately: `Model.compute_loss` adds them up and returns the
 sum. `split_compute_loss` below is `keras.Model.compute_loss` (identical
@@ -72,3 +77,13 @@ def attach_metric(model, metric):
 def detach_metric(model, metric):
     """Removes a metric added by `attach_metric`."""
     model._metrics[:] = [m for m in model._metrics if m is not metric]
+
+
+def sublayers(layer):
+    """The direct sublayers of `layer`, each once, in tracking order."""
+    return layer._flatten_layers(include_self=False, recursive=False)
+
+
+def set_attention_kernel_regularizer(layer, regularizer):
+    """Sets what `MultiHeadAttention.get_config` saves as its regularizer."""
+    layer._kernel_regularizer = regularizer

@@ -1,0 +1,315 @@
+"""Attaching penalties to the kernels of an existing model."""
+
+import dataclasses
+import fnmatch
+
+import keras
+
+from keras_scaled_l2 import _keras_internals
+from keras_scaled_l2.regularizers import ScaledRegularizer
+
+# Layer kinds and their kernels: (weight attribute, regularizer attribute).
+# The regularizer attribute is what the layer's config saves.
+_KERNELS = (
+    (keras.layers.EinsumDense, (("kernel", "kernel_regularizer"),)),
+    (keras.layers.Dense, (("kernel", "kernel_regularizer"),)),
+    (
+        (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D),
+        (("kernel", "depthwise_regularizer"),),
+    ),
+    (
+        (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D),
+        (
+            ("depthwise_kernel", "depthwise_regularizer"),
+            ("pointwise_kernel", "pointwise_regularizer"),
+        ),
+    ),
+    (
+        (
+            keras.layers.Conv1D,
+            keras.layers.Conv2D,
+            keras.layers.Conv3D,
+            keras.layers.Conv1DTranspose,
+            keras.layers.Conv2DTranspose,
+            keras.layers.Conv3DTranspose,
+        ),
+        (("kernel", "kernel_regularizer"),),
+    ),
+    (keras.layers.Embedding, (("embeddings", "embeddings_regularizer"),)),
+    (
+        (
+            keras.layers.SimpleRNNCell,
+            keras.layers.LSTMCell,
+            keras.layers.GRUCell,
+        ),
+        (
+            ("kernel", "kernel_regularizer"),
+            ("recurrent_kernel", "recurrent_regularizer"),
+        ),
+    ),
+)
+SUPPORTED_LAYERS = (
+    *(
+        kind
+        for kinds, _ in _KERNELS
+        for kind in (kinds if isinstance(kinds, tuple) else (kinds,))
+    ),
+    keras.layers.MultiHeadAttention,
+)
+"""The layer classes whose kernels `attach_regularizer` knows."""
+
+_AXIS_FREE_SCALES = ("none", "size")
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """One kernel of a model and where its regularizer lives.
+
+    Attributes:
+        layer: The layer that owns the kernel (an RNN's cell for RNNs).
+        weight: The kernel variable.
+        attribute: The layer attribute its config saves the regularizer in.
+        input_axes: Fan axes derived from an `EinsumDense` equation, or
+            `None` for the Keras fan rule.
+        output_axes: As `input_axes`.
+    """
+
+    layer: keras.layers.Layer
+    weight: keras.Variable
+    attribute: str
+    input_axes: tuple | None = None
+    output_axes: tuple | None = None
+
+
+def einsum_kernel_axes(equation):
+    """Returns the fan axes of an `EinsumDense` kernel from its equation.
+
+    Kernel axes contracted with the input are the input axes; those that
+    appear in the output are the output axes.
+
+    >>> einsum_kernel_axes("abc,cde->abde")  # MultiHeadAttention query
+    ((0,), (1, 2))
+    >>> einsum_kernel_axes("abcd,cde->abe")  # its output projection
+    ((0, 1), (2,))
+
+    Returns:
+        `(input_axes, output_axes)`, or `(None, None)` when either is empty.
+    """
+    operands, output = equation.replace(" ", "").split("->")
+    inputs, kernel = operands.split(",")
+    input_axes = tuple(
+        i for i, c in enumerate(kernel) if c in inputs and c not in output
+    )
+    output_axes = tuple(
+        i for i, c in enumerate(kernel) if c in output and c not in inputs
+    )
+    if not input_axes or not output_axes:
+        return None, None
+    return input_axes, output_axes
+
+
+def layer_kernels(layer):
+    """Returns the `Kernel`s of one layer of a supported kind (else `[]`)."""
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return [
+            kernel
+            for projection in _keras_internals.sublayers(layer)
+            for kernel in layer_kernels(projection)
+        ]
+    slots = next(
+        (slots for kinds, slots in _KERNELS if isinstance(layer, kinds)), ()
+    )
+    axes = (None, None)
+    if isinstance(layer, keras.layers.EinsumDense):
+        axes = einsum_kernel_axes(layer.equation)
+    return [
+        Kernel(layer, getattr(layer, weight), attribute, *axes)
+        for weight, attribute in slots
+        if getattr(layer, weight, None) is not None
+    ]
+
+
+def attach_regularizer(model, regularizer, include=None, exclude=None):
+    """Attaches a weight penalty to every kernel of a built model.
+
+    Walks the model, nested models and wrappers included, and sets the
+    penalty on the kernels of `Dense`, `EinsumDense` (fan axes derived from
+    its equation), convolution, `Embedding` and recurrent layers (kernel and
+    recurrent kernel) and `MultiHeadAttention` projections. Biases and
+    normalization parameters are left alone. Both the weight and the layer
+    attribute its config saves are set: `model.losses` shows the penalty at
+    once, layer configs show it, and saved models reload with it. The
+    weights themselves are untouched. A compiled model gets new step
+    functions at its next `fit` / `evaluate`.
+
+    A scaled regularizer without fan axes gets, for each `EinsumDense`
+    kernel, a copy with the axes of its equation.
+    `MultiHeadAttention` saves one regularizer for its four projections,
+    whose fan axes differ, so under a fan-based scale (`fan_in`,
+    `fan_out`, `balanced`) it is skipped with a warning (an error when
+    `include` names it); Keras's own regularizers and the `none` and
+    `size` scales attach to it fully.
+
+    >>> from keras_scaled_l2 import ScaledL2
+    >>> model = keras.Sequential([
+    ...     keras.Input((8,)),
+    ...     keras.layers.Dense(16, name="hidden"),
+    ...     keras.layers.BatchNormalization(),
+    ...     keras.layers.Dense(1, name="out"),
+    ... ])
+    >>> attach_regularizer(model, ScaledL2(0.01))
+    ['hidden/kernel', 'out/kernel']
+    >>> len(model.losses)
+    2
+
+    Args:
+        model: A built Keras model (or layer).
+        regularizer: A regularizer (an instance, or a name such as `"l2"`),
+            or a callable `factory(layer, weight)` returning a regularizer or
+            `None` (leave that kernel alone).
+        include: Optional list of layer selectors; only layers they match
+            (and layers inside those) get penalties. A selector is a layer
+            class, or a string matched (with `*` wildcards) against layer
+            names and class names. A selector without wildcards that names
+            a layer of a kind `attach_regularizer` cannot handle raises a
+            `ValueError`. Defaults to every supported layer.
+        exclude: Optional list of selectors of layers to leave alone
+            (with everything inside them). Defaults to none.
+
+    Returns:
+        The paths of the kernels that got a penalty, in the order found.
+    """
+    factory = _as_factory(regularizer)
+    include = _selectors(include, "include")
+    exclude = _selectors(exclude, "exclude")
+    attached = []
+    _walk(model, factory, include, exclude, include is None, attached)
+    for name in ("train_function", "test_function"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
+    return attached
+
+
+def _walk(layer, factory, include, exclude, included, attached):
+    if exclude and _matches(layer, exclude):
+        return
+    explicit = bool(include) and _matches(layer, include, literal_only=True)
+    included = (
+        included or explicit or bool(include and _matches(layer, include))
+    )
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        if included:
+            _attach_attention(layer, factory, explicit, attached)
+        return
+    kernels = layer_kernels(layer)
+    if kernels:
+        if included:
+            for kernel in kernels:
+                _attach(kernel, factory(kernel.layer, kernel.weight), attached)
+        return
+    children = _keras_internals.sublayers(layer)
+    if explicit and not children:
+        raise ValueError(
+            f"attach_regularizer cannot attach a penalty to layer "
+            f"'{layer.name}' ({type(layer).__name__}): it has no kernel of a "
+            "kind it knows. Supported: "
+            f"{', '.join(sorted(k.__name__ for k in SUPPORTED_LAYERS))}."
+        )
+    for child in children:
+        _walk(child, factory, include, exclude, included, attached)
+
+
+def _attach(kernel, regularizer, attached):
+    if regularizer is None:
+        return
+    if (
+        isinstance(regularizer, ScaledRegularizer)
+        and regularizer.input_axes is None
+        and kernel.input_axes is not None
+    ):
+        config = regularizer.get_config()
+        config.update(
+            input_axes=kernel.input_axes, output_axes=kernel.output_axes
+        )
+        regularizer = type(regularizer).from_config(config)
+    setattr(kernel.layer, kernel.attribute, regularizer)
+    kernel.weight.regularizer = regularizer
+    attached.append(kernel.weight.path)
+
+
+def _attach_attention(layer, factory, explicit, attached):
+    kernels = layer_kernels(layer)
+    regularizers = [factory(k.layer, k.weight) for k in kernels]
+    chosen = {id(r): r for r in regularizers}
+    if len(chosen) == 1 and _axis_free(regularizers[0]):
+        regularizer = regularizers[0]
+        if regularizer is None:
+            return
+        _keras_internals.set_attention_kernel_regularizer(layer, regularizer)
+        for kernel in kernels:
+            setattr(kernel.layer, kernel.attribute, regularizer)
+            kernel.weight.regularizer = regularizer
+            attached.append(kernel.weight.path)
+        return
+    message = (
+        f"MultiHeadAttention layer '{layer.name}' keeps one kernel "
+        "regularizer for its query, key, value and output projections, "
+        "whose fan axes differ, so a penalty with a fan-based scale (or "
+        "different penalties per projection) would not be the same after "
+        "saving and reloading. Use scale='none' or scale='size' for it (e.g. "
+        "through a factory), or a Keras regularizer."
+    )
+    if explicit:
+        raise ValueError(message)
+    import warnings
+
+    warnings.warn(message + " It was left without a penalty.", stacklevel=4)
+
+
+def _axis_free(regularizer):
+    if isinstance(regularizer, ScaledRegularizer):
+        return regularizer.scale in _AXIS_FREE_SCALES
+    return True
+
+
+def _as_factory(regularizer):
+    if isinstance(regularizer, str):
+        regularizer = keras.regularizers.get(regularizer)
+    if isinstance(regularizer, keras.regularizers.Regularizer):
+        return lambda layer, weight: regularizer
+    if callable(regularizer):
+        return regularizer
+    raise ValueError(
+        "Invalid value for argument `regularizer`: expected a Keras "
+        "regularizer or a callable factory(layer, weight). "
+        f"Received: regularizer={regularizer!r}"
+    )
+
+
+def _selectors(selectors, name):
+    if selectors is None:
+        return None
+    if isinstance(selectors, (str, type)):
+        selectors = [selectors]
+    selectors = list(selectors)
+    for selector in selectors:
+        if not isinstance(selector, (str, type)):
+            raise ValueError(
+                f"Invalid value for argument `{name}`: expected layer classes "
+                f"or name patterns. Received: {name}={selectors!r}"
+            )
+    return selectors
+
+
+def _matches(layer, selectors, literal_only=False):
+    for selector in selectors:
+        if isinstance(selector, type):
+            if isinstance(layer, selector):
+                return True
+            continue
+        if literal_only and any(c in selector for c in "*?["):
+            continue
+        names = (layer.name, type(layer).__name__)
+        if any(fnmatch.fnmatchcase(n, selector) for n in names):
+            return True
+    return False
