@@ -129,6 +129,23 @@ def layer_kernels(layer):
     ]
 
 
+def model_kernels(model):
+    """Yields every `Kernel` of a model, nested layers included, each once."""
+    seen = set()
+    stack = [model]
+    while stack:
+        layer = stack.pop(0)
+        kernels = layer_kernels(layer)
+        for kernel in kernels:
+            if id(kernel.weight) not in seen:
+                seen.add(id(kernel.weight))
+                yield kernel
+        if not kernels and not isinstance(
+            layer, keras.layers.MultiHeadAttention
+        ):
+            stack[:0] = _keras_internals.sublayers(layer)
+
+
 def attach_regularizer(model, regularizer, include=None, exclude=None):
     """Attaches a weight penalty to every kernel of a built model.
 

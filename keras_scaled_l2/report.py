@@ -1,0 +1,286 @@
+"""Per-layer penalty report: which layer does the factor really hit?"""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+
+from keras_scaled_l2._validation import validate_factor
+from keras_scaled_l2.attach import model_kernels
+from keras_scaled_l2.regularizers import ScaledRegularizer
+from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
+
+_KERAS_SCALE_NONE = (
+    keras.regularizers.L1,
+    keras.regularizers.L2,
+    keras.regularizers.L1L2,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PenaltyRow:
+    """One regularized weight: its fans, its scale and its penalty now."""
+
+    layer: str
+    weight: str
+    shape: tuple
+    fan_in: int
+    fan_out: int
+    scale: str
+    penalty: float
+    share: float
+
+
+@dataclasses.dataclass(frozen=True)
+class WhatIfRow:
+    """One kernel: its L2 penalty under each scale for one factor."""
+
+    layer: str
+    weight: str
+    shape: tuple
+    fan_in: int
+    fan_out: int
+    penalties: dict
+    shares: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class PenaltyReport:
+    """The report `penalty_report` returns; `str()` prints it as tables.
+
+    Attributes:
+        rows: One `PenaltyRow` per regularized trainable weight (the
+            penalties Keras adds to the loss), in `trainable_weights` order.
+        total: The sum of their penalties.
+        l2: The factor of the what-if table, or `None`.
+        what_if: One `WhatIfRow` per kernel, with `l2` under every scale.
+    """
+
+    rows: list
+    total: float
+    l2: float | None = None
+    what_if: list = dataclasses.field(default_factory=list)
+
+    def __str__(self):
+        lines = ["Penalties now (the terms Keras adds to the loss):"]
+        if self.rows:
+            lines += _table(
+                [*_KERNEL_COLUMNS, "scale", "penalty", "share"],
+                [
+                    [
+                        *_kernel_cells(r),
+                        r.scale,
+                        f"{r.penalty:.6g}",
+                        f"{r.share:.1%}",
+                    ]
+                    for r in self.rows
+                ],
+            )
+        else:
+            lines.append("  (no regularized weights)")
+        lines.append(f"total penalty: {self.total:.6g}")
+        if self.l2 is not None:
+            lines += [
+                "",
+                f"L2 penalty with factor {self.l2:g} under each scale "
+                "(share of that scale's total):",
+            ]
+            scales = list(SCALES)
+            lines += _table(
+                [*_KERNEL_COLUMNS, *scales],
+                [
+                    [
+                        *_kernel_cells(r),
+                        *(
+                            f"{r.penalties[s]:.4g} ({r.shares[s]:.0%})"
+                            for s in scales
+                        ),
+                    ]
+                    for r in self.what_if
+                ],
+            )
+        return "\n".join(lines)
+
+    def to_dataframe(self, what_if=False):
+        """Returns the rows (or the what-if rows) as a pandas DataFrame."""
+        try:
+            import pandas as pd
+        except ImportError as error:
+            raise ImportError(
+                "PenaltyReport.to_dataframe needs pandas: pip install pandas"
+            ) from error
+        if not what_if:
+            return pd.DataFrame([dataclasses.asdict(r) for r in self.rows])
+        records = []
+        for row in self.what_if:
+            record = {
+                "layer": row.layer,
+                "weight": row.weight,
+                "shape": row.shape,
+                "fan_in": row.fan_in,
+                "fan_out": row.fan_out,
+            }
+            for scale in SCALES:
+                record[f"penalty_{scale}"] = row.penalties[scale]
+                record[f"share_{scale}"] = row.shares[scale]
+            records.append(record)
+        return pd.DataFrame(records)
+
+
+def penalty_report(model, l2=None):
+    """Reports each layer's penalty, and what a factor would do per scale.
+
+    The first table has one row per regularized trainable weight, with the
+    penalty its regularizer computes now and its share of the total (which
+    equals the weight-penalty part of `sum(model.losses)`). With `l2`, a
+    second table gives, for every kernel `attach_regularizer` would
+    regularize, the penalty `l2 * s(shape) * sum(w**2)` under each scale:
+    under `"none"` (Keras's `L2`) the widest layers usually hold most of it.
+
+    >>> model = keras.Sequential([
+    ...     keras.Input((784,)),
+    ...     keras.layers.Dense(1024, kernel_regularizer="l2"),
+    ...     keras.layers.Dense(10, kernel_regularizer="l2"),
+    ... ])
+    >>> report = penalty_report(model, l2=0.01)
+    >>> round(report.rows[0].share, 2), len(report.what_if)
+    (0.98, 2)
+
+    Args:
+        model: A built Keras model.
+        l2: Optional non-negative float: adds the what-if table for that
+            factor. Defaults to `None`.
+
+    Returns:
+        A `PenaltyReport`.
+    """
+    if l2 is not None:
+        l2 = validate_factor(l2, "l2")
+    kernels = {id(k.weight): k for k in model_kernels(model)}
+    rows = []
+    for weight in model.trainable_weights:
+        regularizer = weight.regularizer
+        if regularizer is None:
+            continue
+        kernel = kernels.get(id(weight))
+        fan_in, fan_out = _fans(weight, regularizer, kernel)
+        rows.append(
+            dict(
+                layer=layer_name(model, weight),
+                weight=weight.name,
+                shape=tuple(weight.shape),
+                fan_in=fan_in,
+                fan_out=fan_out,
+                scale=_scale_name(regularizer),
+                penalty=float(keras.ops.convert_to_numpy(regularizer(weight))),
+            )
+        )
+    total = sum(row["penalty"] for row in rows)
+    rows = [
+        PenaltyRow(**row, share=_share(row["penalty"], total)) for row in rows
+    ]
+    what_if = _what_if(model, kernels.values(), l2) if l2 is not None else []
+    return PenaltyReport(rows=rows, total=total, l2=l2, what_if=what_if)
+
+
+def layer_name(model, weight):
+    """The layer part of a weight's path, without the model's own name."""
+    layer = weight.path.rsplit("/", 1)[0] if "/" in weight.path else ""
+    return layer.removeprefix(f"{model.name}/") or weight.path
+
+
+def _what_if(model, kernels, l2):
+    trainable = {id(w) for w in model.trainable_weights}
+    kernels = [k for k in kernels if id(k.weight) in trainable]
+    sums = [
+        float(np.sum(np.square(_values(k.weight), dtype=np.float64)))
+        for k in kernels
+    ]
+    penalties = [
+        {
+            scale: l2
+            * shape_multiplier(
+                tuple(k.weight.shape), scale, None, k.input_axes, k.output_axes
+            )
+            * squares
+            for scale in SCALES
+        }
+        for k, squares in zip(kernels, sums, strict=True)
+    ]
+    totals = {s: sum(p[s] for p in penalties) for s in SCALES}
+    rows = []
+    for kernel, scaled in zip(kernels, penalties, strict=True):
+        fan_in, fan_out = compute_fans(
+            kernel.weight.shape, kernel.input_axes, kernel.output_axes
+        )
+        rows.append(
+            WhatIfRow(
+                layer=layer_name(model, kernel.weight),
+                weight=kernel.weight.name,
+                shape=tuple(kernel.weight.shape),
+                fan_in=fan_in,
+                fan_out=fan_out,
+                penalties=scaled,
+                shares={s: _share(scaled[s], totals[s]) for s in SCALES},
+            )
+        )
+    return rows
+
+
+def _values(weight):
+    return np.asarray(keras.ops.convert_to_numpy(weight), np.float64)
+
+
+def _fans(weight, regularizer, kernel):
+    if isinstance(regularizer, ScaledRegularizer) and regularizer.input_axes:
+        axes = (regularizer.input_axes, regularizer.output_axes)
+    elif kernel is not None:
+        axes = (kernel.input_axes, kernel.output_axes)
+    else:
+        axes = (None, None)
+    return compute_fans(weight.shape, *axes)
+
+
+def _scale_name(regularizer):
+    if isinstance(regularizer, ScaledRegularizer):
+        return regularizer.scale
+    if isinstance(regularizer, _KERAS_SCALE_NONE):
+        return "none"
+    return type(regularizer).__name__
+
+
+def _share(value, total):
+    return value / total if total else (math.nan if value else 0.0)
+
+
+def _shape(shape):
+    return "x".join(str(d) for d in shape) or "()"
+
+
+_KERNEL_COLUMNS = ("layer", "weight", "shape", "fan_in", "fan_out")
+_LEFT_ALIGNED = ("layer", "weight", "shape", "scale")
+
+
+def _kernel_cells(row):
+    return [row.layer, row.weight, _shape(row.shape), row.fan_in, row.fan_out]
+
+
+def _table(header, rows):
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [
+        max(len(header[i]), *(len(row[i]) for row in cells))
+        for i in range(len(header))
+    ]
+
+    def line(values):
+        return "  " + "  ".join(
+            v.ljust(w) if name in _LEFT_ALIGNED else v.rjust(w)
+            for name, v, w in zip(header, values, widths, strict=True)
+        )
+
+    return [
+        line(header),
+        line(["-" * w for w in widths]),
+        *(line(row) for row in cells),
+    ]
