@@ -7,7 +7,14 @@ same factor weighs a 1024x1024 kernel a thousand times more than a 32x1 one.
 the same thing in every layer.
 """
 
+from keras_scaled_l2.attach import attach_regularizer
 from keras_scaled_l2.collapse_monitor import CollapseMonitor, CollapseWarning
+from keras_scaled_l2.conversions import (
+    equivalent_factor,
+    equivalent_model_factor,
+    keras_factor_from_lambda,
+    weight_decay_for_l2,
+)
 from keras_scaled_l2.penalty_logger import PenaltyLogger
 from keras_scaled_l2.regularizers import (
     ScaledL1,
@@ -15,6 +22,7 @@ from keras_scaled_l2.regularizers import (
     ScaledL2,
     ScaledRegularizer,
 )
+from keras_scaled_l2.report import PenaltyReport, penalty_report
 from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
 
 __version__ = "0.1.0"
@@ -24,11 +32,18 @@ __all__ = [
     "CollapseMonitor",
     "CollapseWarning",
     "PenaltyLogger",
+    "PenaltyReport",
     "ScaledL1",
     "ScaledL1L2",
     "ScaledL2",
     "ScaledRegularizer",
     "__version__",
+    "attach_regularizer",
     "compute_fans",
+    "equivalent_factor",
+    "equivalent_model_factor",
+    "keras_factor_from_lambda",
+    "penalty_report",
     "shape_multiplier",
+    "weight_decay_for_l2",
 ]

@@ -173,9 +173,9 @@ def attach_regularizer(model, regularizer, include=None, exclude=None):
     ...     keras.layers.Dense(16, name="hidden"),
     ...     keras.layers.BatchNormalization(),
     ...     keras.layers.Dense(1, name="out"),
-    ... ])
+    ... ], name="mlp")
     >>> attach_regularizer(model, ScaledL2(0.01))
-    ['hidden/kernel', 'out/kernel']
+    ['mlp/hidden/kernel', 'mlp/out/kernel']
     >>> len(model.losses)
     2
 

@@ -1,6 +1,10 @@
-"""Command line: `python -m keras_scaled_l2 demo` (or `keras-scaled-l2`)."""
+"""Command line: `python -m keras_scaled_l2 demo|inspect`.
+
+Also installed as the `keras-scaled-l2` console script.
+"""
 
 import argparse
+import re
 import sys
 
 DEMO_DESCRIPTION = """\
@@ -10,6 +14,15 @@ penalty: the rank correlation of the test predictions with the target, the
 spread of the predictions, the final penalty and data (mse) loss, the
 training time, and `collapsed` where the network ended up predicting one
 constant. Everything is generated locally and seeded."""
+
+
+INSPECT_DESCRIPTION = """\
+Load a saved Keras model (without compiling it) and print one row per
+regularized weight: its layer, shape, fans, scale, penalty and share of the
+total penalty. With --l2, also print what that L2 factor would cost each
+kernel under every scale. Exits with status 2, and a message, when the file
+is missing, is not a Keras model, or needs custom objects that are not
+registered."""
 
 
 def build_parser():
@@ -36,6 +49,28 @@ def build_parser():
         "--batch-size", type=_positive_int, default=256, help="default: 256"
     )
     demo.add_argument("--seed", type=int, default=0, help="default: 0")
+    inspect = commands.add_parser(
+        "inspect",
+        help="per-layer penalty report of a saved model",
+        description=INSPECT_DESCRIPTION,
+    )
+    inspect.add_argument("model", help="a saved model, .keras or .h5")
+    inspect.add_argument(
+        "--l2",
+        type=_non_negative_float,
+        default=None,
+        help="also show each kernel's L2 penalty with this factor under "
+        "every scale",
+    )
+    inspect.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (one that registers the model's custom "
+        "objects); repeatable",
+    )
     return parser
 
 
@@ -49,6 +84,70 @@ def _positive_int(text):
             f"expected a positive integer, received {text!r}"
         )
     return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative number, received {text!r}"
+        )
+    return value
+
+
+class _InspectError(Exception):
+    """A user-facing reason why the model cannot be inspected."""
+
+
+def _load_model(path, modules):
+    import importlib
+    import os
+    import zipfile
+
+    if not os.path.isfile(path):
+        raise _InspectError(f"no such file: {path}")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise _InspectError(f"cannot import {module}: {error}") from error
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise _InspectError(f"not a Keras model file (not a zip): {path}")
+
+    import keras
+
+    import keras_scaled_l2  # noqa: F401  (registers the package's classes)
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except TypeError as error:
+        missing = re.search(r"Could not locate class '([^']+)'", str(error))
+        what = f" ({missing.group(1)})" if missing else ""
+        raise _InspectError(
+            f"{path} uses custom objects{what} that are not registered in "
+            "this process; name the module that registers them with "
+            f"--import MODULE. Keras said: {_first_line(error)}"
+        ) from error
+    except (ValueError, OSError) as error:
+        raise _InspectError(
+            f"not a Keras model file (.keras or .h5): {path}. Keras said: "
+            f"{_first_line(error)}"
+        ) from error
+
+
+def _first_line(error):
+    return str(error).strip().splitlines()[0] if str(error).strip() else ""
+
+
+def _run_inspect(arguments):
+    model = _load_model(arguments.model, arguments.modules)
+    from keras_scaled_l2.report import penalty_report
+
+    print(f"{arguments.model}: {model.name}, {model.count_params()} weights")
+    print(penalty_report(model, l2=arguments.l2))
 
 
 def _run_demo(arguments):
@@ -76,9 +175,15 @@ def _run_demo(arguments):
 
 
 def main(argv=None):
-    arguments = build_parser().parse_args(argv)
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
     if arguments.command == "demo":
         _run_demo(arguments)
+    elif arguments.command == "inspect":
+        try:
+            _run_inspect(arguments)
+        except _InspectError as error:
+            parser.exit(2, f"keras-scaled-l2 inspect: error: {error}\n")
     return 0
 
 

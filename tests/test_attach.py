@@ -1,0 +1,319 @@
+import json
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from reference import reference_penalty
+
+from keras_scaled_l2 import ScaledL1, ScaledL2, attach_regularizer
+from keras_scaled_l2.attach import einsum_kernel_axes
+
+X = np.random.default_rng(0).normal(size=(16, 6, 8)).astype("float32")
+TOKENS = np.random.default_rng(1).integers(0, 20, size=(16, 6))
+
+
+def _pretrained():
+    """A functional model with a nested model, trained without penalties."""
+    keras.utils.set_random_seed(0)
+    encoder = keras.Sequential(
+        [
+            keras.Input((6, 8)),
+            keras.layers.Conv1D(8, 3, padding="same", name="conv"),
+            keras.layers.BatchNormalization(name="norm"),
+            keras.layers.LSTM(8, return_sequences=True, name="lstm"),
+        ],
+        name="encoder",
+    )
+    features = keras.Input((6, 8))
+    tokens = keras.Input((6,), dtype="int32")
+    x = encoder(features)
+    x = x + keras.layers.Embedding(20, 8, name="embed")(tokens)
+    x = keras.layers.EinsumDense(
+        "abc,cde->abde", output_shape=(6, 2, 4), name="einsum"
+    )(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(1, name="head")(x)
+    model = keras.Model([features, tokens], outputs, name="pretrained")
+    model.compile("adam", keras.losses.MeanSquaredError())
+    model.fit([X, TOKENS], np.ones((16, 1)), epochs=1, verbose=0)
+    return model
+
+
+EXPECTED_KERNELS = [
+    "conv/kernel",
+    "lstm/lstm_cell/kernel",
+    "lstm/lstm_cell/recurrent_kernel",
+    "embed/embeddings",
+    "einsum/kernel",
+    "head/kernel",
+]
+
+
+def _reference_total(model, l2):
+    total = 0.0
+    for weight in model.trainable_weights:
+        if weight.regularizer is None:
+            continue
+        axes = {}
+        if weight.path.startswith("einsum/"):
+            axes = {"input_axes": (0,), "output_axes": (1, 2)}
+        total += reference_penalty(
+            keras.ops.convert_to_numpy(weight), l2=l2, **axes
+        )
+    return total
+
+
+def test_attach_to_a_pretrained_nested_model():
+    model = _pretrained()
+    before = keras.ops.convert_to_numpy(model([X, TOKENS]))
+    weights = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    attached = attach_regularizer(model, ScaledL2(0.01))
+    assert sorted(p.removeprefix("encoder/") for p in attached) == sorted(
+        EXPECTED_KERNELS
+    )
+    # Weights and predictions untouched; penalties at once.
+    for a, b in zip(weights, model.weights, strict=True):
+        np.testing.assert_array_equal(a, keras.ops.convert_to_numpy(b))
+    np.testing.assert_array_equal(
+        before, keras.ops.convert_to_numpy(model([X, TOKENS]))
+    )
+    assert len(model.losses) == len(EXPECTED_KERNELS)
+    total = float(keras.ops.sum(model.losses))
+    assert total == pytest.approx(_reference_total(model, 0.01), rel=1e-5)
+    # Biases and normalization parameters are left alone.
+    regularized = {w.path for w in model.weights if w.regularizer is not None}
+    assert not [p for p in regularized if "bias" in p or "norm" in p]
+    # Layer configs show the penalty; the einsum one with its axes.
+    einsum = model.get_layer("einsum").get_config()["kernel_regularizer"]
+    assert einsum["config"]["input_axes"] == [0]
+    assert einsum["config"]["output_axes"] == [1, 2]
+    lstm = model.get_layer("encoder").get_layer("lstm").get_config()
+    assert lstm["recurrent_regularizer"]["class_name"] == "ScaledL2"
+
+
+RELOAD = textwrap.dedent(
+    """
+    import json, sys
+    import keras, numpy as np
+    import keras_scaled_l2
+    model = keras.models.load_model(sys.argv[1])
+    x, tokens = np.load(sys.argv[2]), np.load(sys.argv[3])
+    print(json.dumps({
+        "predictions": keras.ops.convert_to_numpy(model([x, tokens])).tolist(),
+        "penalty": float(keras.ops.sum(model.losses)),
+        "count": len(model.losses),
+    }))
+    """
+)
+
+
+def test_attached_penalties_survive_save_and_reload(tmp_path):
+    model = _pretrained()
+    attach_regularizer(model, ScaledL2(0.01))
+    path = tmp_path / "attached.keras"
+    model.save(path)
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "tokens.npy", TOKENS)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RELOAD,
+            str(path),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "tokens.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    reloaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert reloaded["count"] == len(EXPECTED_KERNELS)
+    assert reloaded["penalty"] == pytest.approx(
+        float(keras.ops.sum(model.losses)), rel=1e-6
+    )
+    np.testing.assert_allclose(
+        reloaded["predictions"],
+        keras.ops.convert_to_numpy(model([X, TOKENS])),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+
+
+def test_a_compiled_model_trains_with_the_new_penalty():
+    model = _pretrained()  # compiled and trained: step functions traced
+    logs = model.evaluate([X, TOKENS], np.ones((16, 1)), verbose=0)
+    attach_regularizer(model, ScaledL2(0.5))
+    penalty = float(keras.ops.sum(model.losses))
+    with_penalty = model.evaluate([X, TOKENS], np.ones((16, 1)), verbose=0)
+    assert with_penalty == pytest.approx(logs + penalty, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "include, exclude, expected",
+    [
+        ([keras.layers.Dense], None, ["head/kernel"]),
+        (
+            ["lstm"],
+            None,
+            [
+                "lstm/lstm_cell/kernel",
+                "lstm/lstm_cell/recurrent_kernel",
+            ],
+        ),
+        (
+            ["encoder"],
+            ["conv"],
+            [
+                "lstm/lstm_cell/kernel",
+                "lstm/lstm_cell/recurrent_kernel",
+            ],
+        ),
+        (
+            ["e*"],
+            None,
+            [
+                "embed/embeddings",
+                "einsum/kernel",
+                "conv/kernel",
+                "lstm/lstm_cell/kernel",
+                "lstm/lstm_cell/recurrent_kernel",
+            ],
+        ),
+        (
+            None,
+            ["encoder", keras.layers.Embedding],
+            [
+                "einsum/kernel",
+                "head/kernel",
+            ],
+        ),
+    ],
+)
+def test_include_and_exclude(include, exclude, expected):
+    model = _pretrained()
+    attached = attach_regularizer(
+        model, ScaledL2(0.01), include=include, exclude=exclude
+    )
+    assert sorted(p.removeprefix("encoder/") for p in attached) == sorted(
+        expected
+    )
+    assert len(model.losses) == len(expected)
+
+
+def test_explicitly_included_layer_it_cannot_handle():
+    model = _pretrained()
+    with pytest.raises(ValueError) as error:
+        attach_regularizer(model, ScaledL2(0.01), include=["norm"])
+    message = str(error.value)
+    assert (
+        "cannot attach a penalty to layer 'norm' (BatchNormalization)"
+        in message
+    )
+    assert "Dense" in message and "Embedding" in message
+
+
+def test_factory_receives_layer_and_weight():
+    model = _pretrained()
+    seen = []
+
+    def factory(layer, weight):
+        seen.append((layer.name, weight.path))
+        if isinstance(layer, keras.layers.Embedding):
+            return None
+        return ScaledL1(0.02) if "lstm" in weight.path else ScaledL2(0.01)
+
+    attached = attach_regularizer(model, factory)
+    assert len(seen) == len(EXPECTED_KERNELS)
+    assert "embed/embeddings" not in attached
+    lstm_cell = model.get_layer("encoder").get_layer("lstm").cell
+    assert isinstance(lstm_cell.kernel.regularizer, ScaledL1)
+    assert isinstance(model.get_layer("head").kernel.regularizer, ScaledL2)
+
+
+def test_keras_regularizers_and_names_attach_too():
+    model = _pretrained()
+    attach_regularizer(model, "l2", include=["head"])
+    kernel = keras.ops.convert_to_numpy(model.get_layer("head").kernel)
+    (penalty,) = model.losses
+    assert float(penalty) == pytest.approx(
+        0.01 * np.sum(kernel.astype("float64") ** 2), rel=1e-5
+    )
+
+
+def _attention_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 16))
+    x = keras.layers.MultiHeadAttention(4, 8, name="attention")(inputs, inputs)
+    outputs = keras.layers.Dense(1, name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_attention_under_a_fan_scale_is_skipped_with_a_warning():
+    model = _attention_model()
+    with pytest.warns(
+        UserWarning, match="MultiHeadAttention layer 'attention'"
+    ):
+        attached = attach_regularizer(model, ScaledL2(0.01))
+    assert attached == ["head/kernel"]
+    with pytest.raises(ValueError, match="keeps one kernel regularizer"):
+        attach_regularizer(model, ScaledL2(0.01), include=["attention"])
+
+
+def test_attention_under_an_axis_free_scale_attaches_and_reloads(tmp_path):
+    model = _attention_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attached = attach_regularizer(
+            model, ScaledL2(0.01, scale="size"), include=["attention"]
+        )
+    assert len(attached) == 4
+    penalty = float(keras.ops.sum(model.losses))
+    want = sum(
+        reference_penalty(keras.ops.convert_to_numpy(w), l2=0.01, scale="size")
+        for w in model.get_layer("attention").trainable_weights
+        if w.path.endswith("kernel")
+    )
+    assert penalty == pytest.approx(want, rel=1e-5)
+    model.save(tmp_path / "attention.keras")
+    reloaded = keras.models.load_model(tmp_path / "attention.keras")
+    assert len(reloaded.losses) == 4
+    assert float(keras.ops.sum(reloaded.losses)) == pytest.approx(
+        penalty, rel=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "equation, expected",
+    [
+        ("ab,bc->ac", ((0,), (1,))),
+        ("abc,cde->abde", ((0,), (1, 2))),
+        ("abcd,cde->abe", ((0, 1), (2,))),
+        ("abc,bcd->abd", ((1,), (2,))),  # b is shared: neither fan
+        ("ab,b->a", (None, None)),  # no output axis
+    ],
+)
+def test_einsum_kernel_axes(equation, expected):
+    assert einsum_kernel_axes(equation) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"regularizer": 0.01}, "regularizer"),
+        ({"regularizer": ScaledL2(), "include": [3]}, "include"),
+        ({"regularizer": ScaledL2(), "exclude": [None]}, "exclude"),
+    ],
+)
+def test_bad_arguments(kwargs, name):
+    model = _attention_model()
+    with pytest.raises(ValueError) as error:
+        attach_regularizer(model, **kwargs)
+    assert f"Invalid value for argument `{name}`" in str(error.value)
+    assert "Received:" in str(error.value)
