@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_scaled_l2 import _keras_internals
+from keras_scaled_l2._layer_names import weight_owners
 from keras_scaled_l2._validation import validate_flag
 
 OTHER_LOSSES = "(other)"
@@ -304,11 +305,10 @@ class _PenaltyParts(keras.metrics.Metric):
 
 def _layer_groups(model, weights):
     """Returns layer names and, per weight, the index of its layer's name."""
+    owners = weight_owners(model)
     names, index = [], []
-    prefix = f"{model.name}/"
     for weight in weights:
-        layer = weight.path.rsplit("/", 1)[0] if "/" in weight.path else ""
-        layer = layer.removeprefix(prefix) or weight.path
+        layer = owners.get(id(weight), weight.path)
         if layer not in names:
             names.append(layer)
         index.append(names.index(layer))

@@ -6,6 +6,7 @@ import math
 import keras
 import numpy as np
 
+from keras_scaled_l2._layer_names import weight_owners
 from keras_scaled_l2._validation import validate_factor
 from keras_scaled_l2.attach import model_kernels
 from keras_scaled_l2.regularizers import ScaledRegularizer
@@ -158,6 +159,7 @@ def penalty_report(model, l2=None):
     if l2 is not None:
         l2 = validate_factor(l2, "l2")
     kernels = {id(k.weight): k for k in model_kernels(model)}
+    owners = weight_owners(model)
     rows = []
     for weight in model.trainable_weights:
         regularizer = weight.regularizer
@@ -167,7 +169,7 @@ def penalty_report(model, l2=None):
         fan_in, fan_out = _fans(weight, regularizer, kernel)
         rows.append(
             dict(
-                layer=layer_name(model, weight),
+                layer=owners.get(id(weight), weight.path),
                 weight=weight.name,
                 shape=tuple(weight.shape),
                 fan_in=fan_in,
@@ -180,17 +182,13 @@ def penalty_report(model, l2=None):
     rows = [
         PenaltyRow(**row, share=_share(row["penalty"], total)) for row in rows
     ]
-    what_if = _what_if(model, kernels.values(), l2) if l2 is not None else []
+    what_if = (
+        _what_if(model, owners, kernels.values(), l2) if l2 is not None else []
+    )
     return PenaltyReport(rows=rows, total=total, l2=l2, what_if=what_if)
 
 
-def layer_name(model, weight):
-    """The layer part of a weight's path, without the model's own name."""
-    layer = weight.path.rsplit("/", 1)[0] if "/" in weight.path else ""
-    return layer.removeprefix(f"{model.name}/") or weight.path
-
-
-def _what_if(model, kernels, l2):
+def _what_if(model, owners, kernels, l2):
     trainable = {id(w) for w in model.trainable_weights}
     kernels = [k for k in kernels if id(k.weight) in trainable]
     sums = [
@@ -216,7 +214,7 @@ def _what_if(model, kernels, l2):
         )
         rows.append(
             WhatIfRow(
-                layer=layer_name(model, kernel.weight),
+                layer=owners.get(id(kernel.weight), kernel.weight.path),
                 weight=kernel.weight.name,
                 shape=tuple(kernel.weight.shape),
                 fan_in=fan_in,

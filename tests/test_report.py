@@ -1,0 +1,233 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from reference import reference_penalty
+
+from keras_scaled_l2 import SCALES, ScaledL1, ScaledL2, penalty_report
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential(
+        [
+            keras.Input((784,)),
+            keras.layers.Dense(
+                1024,
+                name="wide",
+                kernel_regularizer=keras.regularizers.L2(0.01),
+            ),
+        ],
+        name="inner",
+    )
+    inputs = keras.Input((784,))
+    x = inner(inputs)
+    x = keras.layers.Dense(
+        256, name="middle", kernel_regularizer=ScaledL2(0.01)
+    )(x)
+    x = keras.layers.BatchNormalization(name="norm")(x)
+    outputs = keras.layers.Dense(
+        10, name="last", kernel_regularizer=ScaledL1(0.01, scale="fan_in")
+    )(x)
+    return keras.Model(inputs, outputs, name="report_me")
+
+
+def _kernel(model, *names):
+    layer = model
+    for name in names:
+        layer = layer.get_layer(name)
+    return keras.ops.convert_to_numpy(layer.kernel)
+
+
+def test_rows_against_a_numpy_reference_and_keras_losses():
+    model = _model()
+    report = penalty_report(model)
+    wide = _kernel(model, "inner", "wide")
+    middle = _kernel(model, "middle")
+    last = _kernel(model, "last")
+    expected = [
+        (
+            "inner/wide",
+            (784, 1024),
+            784,
+            1024,
+            "none",
+            reference_penalty(wide, l2=0.01, scale="none"),
+        ),
+        (
+            "middle",
+            (1024, 256),
+            1024,
+            256,
+            "balanced",
+            reference_penalty(middle, l2=0.01),
+        ),
+        (
+            "last",
+            (256, 10),
+            256,
+            10,
+            "fan_in",
+            reference_penalty(last, l1=0.01, scale="fan_in"),
+        ),
+    ]
+    assert len(report.rows) == 3
+    for row, (layer, shape, fan_in, fan_out, scale, penalty) in zip(
+        report.rows, expected, strict=True
+    ):
+        assert (row.layer, row.weight, row.shape) == (layer, "kernel", shape)
+        assert (row.fan_in, row.fan_out, row.scale) == (fan_in, fan_out, scale)
+        assert row.penalty == pytest.approx(penalty, rel=1e-5)
+    assert sum(r.share for r in report.rows) == pytest.approx(1.0)
+    assert report.total == pytest.approx(
+        float(keras.ops.sum(model.losses)), rel=1e-6
+    )
+    # The wide layer holds nearly all of the plain-L2 total.
+    assert report.rows[0].share > 0.95
+
+
+def test_what_if_table_under_every_scale():
+    model = _model()
+    report = penalty_report(model, l2=0.01)
+    assert [r.layer for r in report.what_if] == ["inner/wide", "middle", "last"]
+    kernels = [
+        _kernel(model, "inner", "wide"),
+        _kernel(model, "middle"),
+        _kernel(model, "last"),
+    ]
+    for scale in SCALES:
+        want = [reference_penalty(k, l2=0.01, scale=scale) for k in kernels]
+        got = [r.penalties[scale] for r in report.what_if]
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+        shares = [r.shares[scale] for r in report.what_if]
+        np.testing.assert_allclose(shares, np.array(want) / sum(want))
+    # Under the balanced scale every Glorot kernel weighs about the same.
+    balanced = [r.shares["balanced"] for r in report.what_if]
+    assert max(balanced) < 0.4
+    text = str(report)
+    assert "L2 penalty with factor 0.01 under each scale" in text
+    assert "inner/wide" in text and "balanced" in text
+
+
+def test_report_without_penalties():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    report = penalty_report(model)
+    assert report.rows == [] and report.total == 0.0
+    assert "(no regularized weights)" in str(report)
+
+
+def test_dataframes():
+    pandas = pytest.importorskip("pandas")
+    report = penalty_report(_model(), l2=0.01)
+    frame = report.to_dataframe()
+    assert isinstance(frame, pandas.DataFrame)
+    assert list(frame["layer"]) == ["inner/wide", "middle", "last"]
+    assert frame["penalty"].sum() == pytest.approx(report.total)
+    what_if = report.to_dataframe(what_if=True)
+    assert what_if["share_balanced"].sum() == pytest.approx(1.0)
+
+
+def test_dataframe_without_pandas_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match="pip install pandas"):
+        penalty_report(_model()).to_dataframe()
+
+
+def test_bad_factor():
+    with pytest.raises(ValueError, match="Received: l2=-1"):
+        penalty_report(_model(), l2=-1)
+
+
+def _inspect(*arguments, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_scaled_l2", "inspect", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_inspect_prints_penalties_that_sum_to_the_model_losses(tmp_path):
+    model = _model()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    result = _inspect(str(path), "--l2", "0.01")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    now = lines[
+        lines.index("Penalties now (the terms Keras adds to the loss):") :
+    ]
+    rows = [line.split() for line in now[3:6]]  # after the header and rule
+    penalties = [float(row[-2]) for row in rows]
+    assert [row[0] for row in rows] == ["inner/wide", "middle", "last"]
+    assert sum(penalties) == pytest.approx(
+        float(keras.ops.sum(model.losses)), rel=1e-5
+    )
+    total = next(line for line in lines if line.startswith("total penalty:"))
+    assert float(total.split(":")[1]) == pytest.approx(
+        float(keras.ops.sum(model.losses)), rel=1e-5
+    )
+    assert any("under each scale" in line for line in lines)
+
+
+@pytest.mark.parametrize("extension", [".keras", ".h5", ".txt"])
+def test_inspect_rejects_files_that_are_not_models(tmp_path, extension):
+    path = tmp_path / f"notes{extension}"
+    path.write_text("not a model")
+    result = _inspect(str(path))
+    assert result.returncode == 2
+    assert "keras-scaled-l2 inspect: error: not a Keras model file" in (
+        result.stderr
+    )
+
+
+def test_inspect_missing_file(tmp_path):
+    result = _inspect(str(tmp_path / "absent.keras"))
+    assert result.returncode == 2
+    assert "error: no such file:" in result.stderr
+
+
+CUSTOM_LAYER = textwrap.dedent(
+    """
+    import keras
+
+    @keras.saving.register_keras_serializable(package="shop")
+    class Doubling(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+    """
+)
+
+
+def test_inspect_custom_objects_and_the_import_option(tmp_path):
+    (tmp_path / "shop_layers.py").write_text(CUSTOM_LAYER)
+    build = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import keras, shop_layers
+        from keras_scaled_l2 import ScaledL2
+        model = keras.Sequential([
+            keras.Input((4,)), shop_layers.Doubling(),
+            keras.layers.Dense(2, kernel_regularizer=ScaledL2(0.1)),
+        ])
+        model.save({str(tmp_path / "custom.keras")!r})
+        """
+    )
+    subprocess.run([sys.executable, "-c", build], check=True, timeout=300)
+    path = str(tmp_path / "custom.keras")
+    refused = _inspect(path)
+    assert refused.returncode == 2
+    assert "uses custom objects (Doubling)" in refused.stderr
+    assert "--import MODULE" in refused.stderr
+    accepted = _inspect(
+        path, "--import", "shop_layers", env={"PYTHONPATH": str(tmp_path)}
+    )
+    assert accepted.returncode == 0, accepted.stderr[-2000:]
+    assert "total penalty:" in accepted.stdout
