@@ -29,6 +29,10 @@ def test_readme_python_examples_run_in_order():
         exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["monitor"].collapsed_epoch is None
     assert str(sorted(namespace["history"].history)) in README
+    shares = [
+        f"{row.layer}: {row.share:.0%}" for row in namespace["report"].rows
+    ]
+    assert str(shares) in README
 
 
 def _readme_table_rows():
