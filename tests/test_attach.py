@@ -1,12 +1,10 @@
-import json
-import subprocess
-import sys
 import textwrap
 import warnings
 
 import keras
 import numpy as np
 import pytest
+from fresh_process import run_json
 from reference import reference_penalty
 
 from keras_scaled_l2 import ScaledL1, ScaledL2, attach_regularizer
@@ -118,22 +116,15 @@ def test_attached_penalties_survive_save_and_reload(tmp_path):
     model.save(path)
     np.save(tmp_path / "x.npy", X)
     np.save(tmp_path / "tokens.npy", TOKENS)
-    result = subprocess.run(
+    reloaded = run_json(
         [
-            sys.executable,
             "-c",
             RELOAD,
             str(path),
             str(tmp_path / "x.npy"),
             str(tmp_path / "tokens.npy"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        ]
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    reloaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert reloaded["count"] == len(EXPECTED_KERNELS)
     assert reloaded["penalty"] == pytest.approx(
         float(keras.ops.sum(model.losses)), rel=1e-6

@@ -1,11 +1,9 @@
-import json
 import pathlib
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
+from fresh_process import run_json
 from logged import assert_parts_exact
 
 SCRIPT = pathlib.Path(__file__).with_name("distributed_training.py")
@@ -16,15 +14,7 @@ ENGINES = {"mirrored": "tensorflow", "data_parallel": "jax"}
 def test_two_devices_match_one(engine):
     if keras.backend.backend() != ENGINES[engine]:
         pytest.skip(f"runs in the {ENGINES[engine]} leg of the backend matrix")
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), engine],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = json.loads(result.stdout.strip().splitlines()[-1])
+    runs = run_json([str(SCRIPT), engine])
     single, distributed = runs["single"], runs["distributed"]
     assert single["replicas"] == 1
     assert distributed["replicas"] == 2

@@ -1,13 +1,10 @@
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
+from fresh_process import run_json
 from saved_models import INPUT_SHAPE, regularized_model
 
 BACKENDS = ["tensorflow", "jax", "torch"]
@@ -42,16 +39,10 @@ def test_a_file_saved_here_loads_on_every_backend(tmp_path, target):
         .astype("float32")
     )
     np.save(tmp_path / "x.npy", x)
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD, str(path), str(tmp_path / "x.npy")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, "KERAS_BACKEND": target},
+    loaded = run_json(
+        ["-c", LOAD, str(path), str(tmp_path / "x.npy")],
+        env={"KERAS_BACKEND": target},
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["backend"] == target
     np.testing.assert_allclose(
         loaded["predictions"],

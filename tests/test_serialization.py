@@ -1,11 +1,9 @@
-import json
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
+from fresh_process import run_json
 from round_trip import assert_serialization_round_trips
 from saved_models import INPUT_SHAPE, REGULARIZER_CLASSES, regularized_model
 
@@ -120,21 +118,9 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path, extension):
     model.save(path)
     np.save(tmp_path / "x.npy", x)
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            RELOAD_IN_FRESH_PROCESS,
-            str(path),
-            str(tmp_path / "x.npy"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
+    reloaded = run_json(
+        ["-c", RELOAD_IN_FRESH_PROCESS, str(path), str(tmp_path / "x.npy")]
     )
-    assert result.returncode == 0, result.stderr
-    reloaded = json.loads(result.stdout.strip().splitlines()[-1])
 
     np.testing.assert_allclose(
         reloaded["predictions"],
