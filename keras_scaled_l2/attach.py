@@ -2,6 +2,7 @@
 
 import dataclasses
 import fnmatch
+import warnings
 
 import keras
 
@@ -211,9 +212,7 @@ def _walk(layer, factory, include, exclude, included, attached):
     if exclude and _matches(layer, exclude):
         return
     explicit = bool(include) and _matches(layer, include, literal_only=True)
-    included = (
-        included or explicit or bool(include and _matches(layer, include))
-    )
+    included = included or (bool(include) and _matches(layer, include))
     if isinstance(layer, keras.layers.MultiHeadAttention):
         if included:
             _attach_attention(layer, factory, explicit, attached)
@@ -278,8 +277,6 @@ def _attach_attention(layer, factory, explicit, attached):
     )
     if explicit:
         raise ValueError(message)
-    import warnings
-
     warnings.warn(message + " It was left without a penalty.", stacklevel=4)
 
 

@@ -120,22 +120,24 @@ class PenaltyLogger(keras.callbacks.Callback):
             self._session.detach()
 
     def _check_recorded(self, logs):
+        """Drops the keys (and warns once) when no step recorded anything."""
         session = self._session
-        if session is None or not session.attached or self._warned:
+        if session is None or not session.attached:
             return
         if float(ops.convert_to_numpy(session.metric.count)) > 0:
             return
-        self._warned = True
         for key in list(logs or {}):
             if key.removeprefix("val_") in session.metric.keys:
                 del logs[key]
-        warnings.warn(
-            "PenaltyLogger recorded nothing: the model's train or test step "
-            "never called `compute_loss`, so `data_loss` and `penalty` are "
-            "not logged.",
-            UserWarning,
-            stacklevel=2,
-        )
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                "PenaltyLogger recorded nothing: the model's train or test "
+                "step never called `compute_loss`, so `data_loss` and "
+                "`penalty` are not logged.",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 class _Session:
