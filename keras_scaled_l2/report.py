@@ -72,7 +72,7 @@ class PenaltyReport:
                     [
                         *_kernel_cells(r),
                         r.scale,
-                        f"{r.penalty:.6g}",
+                        f"{r.penalty:.7g}",
                         f"{r.share:.1%}",
                     ]
                     for r in self.rows
@@ -80,7 +80,7 @@ class PenaltyReport:
             )
         else:
             lines.append("  (no regularized weights)")
-        lines.append(f"total penalty: {self.total:.6g}")
+        lines.append(f"total penalty: {self.total:.7g}")
         if self.l2 is not None:
             lines += [
                 "",
