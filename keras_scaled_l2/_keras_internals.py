@@ -13,8 +13,37 @@ very total Keras would return and also hands both parts to a recorder.
 `tests/test_keras_internals.py` fails loudly if Keras changes any of it.
 """
 
+import re
+
 import keras
 from keras import ops
+
+MINIMUM_KERAS = (3, 8)
+"""Keras 3.8 is the first to count a weight penalty once, not once per
+replica, under `tf.distribute`; the loss split below follows its
+`compute_loss`."""
+
+
+def check_keras_version(version):
+    """Raises `ImportError` for a Keras older than `MINIMUM_KERAS`.
+
+    >>> check_keras_version("3.15.1")
+    >>> check_keras_version("3.7.0")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ImportError: keras-scaled-l2 needs Keras 3.8 or newer; found Keras 3.7.0...
+    """
+    found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    if found < MINIMUM_KERAS:
+        raise ImportError(
+            "keras-scaled-l2 needs Keras 3.8 or newer; found Keras "
+            f"{version}. Older Keras counts weight penalties once per "
+            "replica under tf.distribute. Upgrade with: "
+            'pip install -U "keras>=3.8"'
+        )
+
+
+check_keras_version(keras.__version__)
 
 
 def has_default_compute_loss(model):

@@ -80,3 +80,11 @@ def test_compile_token_changes_with_each_compile_only():
     assert _keras_internals.compile_token(model) is token
     model.compile(model.optimizer, "mse")
     assert _keras_internals.compile_token(model) is not token
+
+
+def test_keras_version_check():
+    for version in ("3.8.0", "3.10.0", "3.15.1", "3.8.0.dev2025010103", "4.0"):
+        _keras_internals.check_keras_version(version)
+    for version in ("3.7.0", "3.0.5", "2.15.0"):
+        with pytest.raises(ImportError, match=f"found Keras {version}"):
+            _keras_internals.check_keras_version(version)
