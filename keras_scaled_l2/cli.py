@@ -11,7 +11,8 @@ DEMO_DESCRIPTION = """\
 Train the same deep ReLU network (4 hidden layers of 256) on a synthetic
 low-signal tabular data set, once per weight penalty, and print one row per
 penalty: the rank correlation of the test predictions with the target, the
-spread of the predictions, the final penalty and data (mse) loss, the
+spread of the predictions, the last epoch's penalty and data (mse) loss as
+PenaltyLogger logs them, the epoch at which CollapseMonitor fired, the
 training time, and `collapsed` where the network ended up predicting one
 constant. Everything is generated locally and seeded."""
 
@@ -151,7 +152,7 @@ def _run_inspect(arguments):
 
 
 def _run_demo(arguments):
-    # Imported here so that `--help` answers without loading a backend.
+    # Only this command needs the demo module.
     from keras_scaled_l2 import demo
 
     print(
