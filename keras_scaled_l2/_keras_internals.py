@@ -8,7 +8,7 @@ one kernel regularizer `MultiHeadAttention` keeps for its config
 Keras has no public hook that hands out the data loss and the penalty of a
 train step separately: `Model.compute_loss` adds them up and returns the
 sum. `split_compute_loss` below is `keras.Model.compute_loss` (identical
-from Keras 3.8 to 3.15) written out term by term, so that it returns the
+from Keras 3.10 to 3.15) written out term by term, so that it returns the
 very total Keras would return and also hands both parts to a recorder.
 `tests/test_keras_internals.py` fails loudly if Keras changes any of it.
 """
@@ -18,10 +18,11 @@ import re
 import keras
 from keras import ops
 
-MINIMUM_KERAS = (3, 8)
-"""Keras 3.8 is the first to count a weight penalty once, not once per
-replica, under `tf.distribute`; the loss split below follows its
-`compute_loss`."""
+MINIMUM_KERAS = (3, 10)
+"""Before Keras 3.10, `fit` under `tf.distribute.MirroredStrategy` logs a
+`loss` (and metrics) that differ from one device's for the same weights, so
+no penalty logged beside it can be exact; the loss split below follows the
+`compute_loss` of 3.10 to 3.15."""
 
 
 def check_keras_version(version):
@@ -31,15 +32,15 @@ def check_keras_version(version):
     >>> check_keras_version("3.7.0")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ImportError: keras-scaled-l2 needs Keras 3.8 or newer; found Keras 3.7.0...
+    ImportError: keras-scaled-l2 needs Keras 3.10 or newer; found Keras 3.7.0...
     """
     found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
     if found < MINIMUM_KERAS:
         raise ImportError(
-            "keras-scaled-l2 needs Keras 3.8 or newer; found Keras "
-            f"{version}. Older Keras counts weight penalties once per "
-            "replica under tf.distribute. Upgrade with: "
-            'pip install -U "keras>=3.8"'
+            "keras-scaled-l2 needs Keras 3.10 or newer; found Keras "
+            f"{version}. Older Keras logs a different loss under "
+            "tf.distribute than on one device. Upgrade with: "
+            'pip install -U "keras>=3.10"'
         )
 
 

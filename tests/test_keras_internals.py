@@ -83,8 +83,8 @@ def test_compile_token_changes_with_each_compile_only():
 
 
 def test_keras_version_check():
-    for version in ("3.8.0", "3.10.0", "3.15.1", "3.8.0.dev2025010103", "4.0"):
+    for version in ("3.10.0", "3.15.1", "3.10.0.dev2025010103", "4.0"):
         _keras_internals.check_keras_version(version)
-    for version in ("3.7.0", "3.0.5", "2.15.0"):
+    for version in ("3.9.2", "3.8.0", "3.0.5", "2.15.0"):
         with pytest.raises(ImportError, match=f"found Keras {version}"):
             _keras_internals.check_keras_version(version)
