@@ -5,6 +5,7 @@ import fnmatch
 import warnings
 
 import keras
+import numpy as np
 
 from keras_scaled_l2 import _keras_internals
 from keras_scaled_l2.regularizers import ScaledRegularizer
@@ -80,6 +81,11 @@ class Kernel:
     attribute: str
     input_axes: tuple | None = None
     output_axes: tuple | None = None
+
+    def sum_of_squares(self):
+        """The kernel's current `sum(w**2)`, in float64, as a Python float."""
+        values = keras.ops.convert_to_numpy(self.weight)
+        return float(np.sum(np.square(values, dtype=np.float64)))
 
 
 def einsum_kernel_axes(equation):

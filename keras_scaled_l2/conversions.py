@@ -1,14 +1,12 @@
 """Factor conversions: between scales, to weight decay, from lambda/(2m)."""
 
-import keras
-import numpy as np
-
 from keras_scaled_l2._validation import (
     invalid_argument,
     validate_choice,
     validate_factor,
     validate_optional_positive_int,
 )
+from keras_scaled_l2.attach import model_kernels
 from keras_scaled_l2.scales import SCALES, shape_multiplier
 
 
@@ -71,8 +69,6 @@ def equivalent_model_factor(
     Returns:
         A Python float.
     """
-    from keras_scaled_l2.attach import model_kernels
-
     factor = validate_factor(factor, "factor")
     validate_choice(from_scale, "from_scale", tuple(SCALES))
     validate_choice(to_scale, "to_scale", tuple(SCALES))
@@ -80,15 +76,7 @@ def equivalent_model_factor(
     for kernel in model_kernels(model):
         shape = tuple(kernel.weight.shape)
         axes = (kernel.input_axes, kernel.output_axes)
-        squares = float(
-            np.sum(
-                np.square(
-                    np.asarray(
-                        keras.ops.convert_to_numpy(kernel.weight), np.float64
-                    )
-                )
-            )
-        )
+        squares = kernel.sum_of_squares()
         numerator += shape_multiplier(shape, from_scale, None, *axes) * squares
         denominator += shape_multiplier(shape, to_scale, None, *axes) * squares
     if not denominator:

@@ -4,7 +4,6 @@ import dataclasses
 import math
 
 import keras
-import numpy as np
 
 from keras_scaled_l2._layer_names import weight_owners
 from keras_scaled_l2._validation import validate_factor
@@ -191,10 +190,7 @@ def penalty_report(model, l2=None):
 def _what_if(model, owners, kernels, l2):
     trainable = {id(w) for w in model.trainable_weights}
     kernels = [k for k in kernels if id(k.weight) in trainable]
-    sums = [
-        float(np.sum(np.square(_values(k.weight), dtype=np.float64)))
-        for k in kernels
-    ]
+    sums = [k.sum_of_squares() for k in kernels]
     penalties = [
         {
             scale: l2
@@ -224,10 +220,6 @@ def _what_if(model, owners, kernels, l2):
             )
         )
     return rows
-
-
-def _values(weight):
-    return np.asarray(keras.ops.convert_to_numpy(weight), np.float64)
 
 
 def _fans(weight, regularizer, kernel):
