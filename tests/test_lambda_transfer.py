@@ -1,0 +1,217 @@
+"""The lambda-transfer study: its shortcut is exact, its script runs.
+
+The study trains many networks as members of one Keras model. That is only
+sound if each member ends exactly where it would have ended alone, which
+`test_members_train_as_if_alone` checks against plain Keras models.
+"""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_scaled_l2 import ScaledL2
+from tests.reference import reference_penalty
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "lambda_transfer.py"
+RESULTS = ROOT / "benchmarks" / "results" / "lambda_transfer.json"
+
+spec = importlib.util.spec_from_file_location("lambda_transfer", SCRIPT)
+study = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(study)
+
+
+def _alone(regularizer, weights, num_outputs, loss):
+    """A plain Keras MLP holding one member's initial weights."""
+    model = keras.Sequential(
+        [keras.Input((weights[0].shape[0],))]
+        + [
+            keras.layers.Dense(
+                kernel.shape[1],
+                activation="relu" if i < len(weights) // 2 - 1 else None,
+                kernel_regularizer=regularizer,
+            )
+            for i, kernel in enumerate(weights[::2])
+        ]
+    )
+    model.set_weights(weights)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
+    return model
+
+
+def _weights(layers):
+    return [w for layer in layers for w in layer.get_weights()]
+
+
+@pytest.mark.parametrize("num_outputs", [1, 3])
+def test_members_train_as_if_alone(num_outputs):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 5)).astype("float32")
+    if num_outputs == 1:
+        y = rng.normal(size=(96,)).astype("float32")
+        group_loss, loss = study.group_mse, keras.losses.MeanSquaredError()
+    else:
+        y = np.eye(3, dtype="float32")[rng.integers(0, 3, 96)]
+        group_loss = study.group_crossentropy
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    members = [ScaledL2(0.3, "none"), ScaledL2(3.0, "fan_in"), None]
+    group = study.build_group(members, 5, num_outputs, 8, 2, seed=1)
+    group.compile(optimizer=keras.optimizers.Adam(1e-2), loss=group_loss)
+    layers = [
+        [group.get_layer(f"member{m}_dense{p}") for p in range(3)]
+        for m in range(len(members))
+    ]
+    initial = [_weights(member_layers) for member_layers in layers]
+    # Same seed, same initial weights, whatever the penalty.
+    np.testing.assert_array_equal(initial[0][0], initial[1][0])
+    alone = [
+        _alone(regularizer, weights, num_outputs, loss)
+        for regularizer, weights in zip(members, initial, strict=True)
+    ]
+
+    group.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    for model in alone:
+        model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+
+    for member_layers, model in zip(layers, alone, strict=True):
+        trained = _weights(member_layers)
+        for got, want in zip(trained, model.get_weights(), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # The members did move apart: the penalties matter.
+    assert not np.allclose(
+        layers[0][0].get_weights()[0], layers[2][0].get_weights()[0]
+    )
+
+
+def test_member_penalties_match_a_numpy_reference():
+    members = [ScaledL2(0.5, "balanced"), ScaledL2(2.0, "size"), None]
+    group = study.build_group(members, 4, 1, 6, 2, seed=0)
+    got = study.member_penalties(group, len(members))
+    for index, regularizer in enumerate(members):
+        kernels = [
+            keras.ops.convert_to_numpy(
+                group.get_layer(f"member{index}_dense{p}").kernel
+            )
+            for p in range(3)
+        ]
+        want = (
+            0.0
+            if regularizer is None
+            else sum(
+                reference_penalty(k, l2=regularizer.l2, scale=regularizer.scale)
+                for k in kernels
+            )
+        )
+        np.testing.assert_allclose(got[index], want, rtol=1e-5)
+
+
+def test_data_losses_match_keras_losses():
+    rng = np.random.default_rng(1)
+    y = np.eye(4, dtype="float32")[rng.integers(0, 4, 50)]
+    logits = rng.normal(size=(50, 2, 4)).astype("float32")
+    crossentropy = keras.losses.CategoricalCrossentropy(from_logits=True)
+    want = [float(crossentropy(y, logits[:, m])) for m in range(2)]
+    np.testing.assert_allclose(study.data_losses(y, logits), want, rtol=1e-5)
+    target = rng.normal(size=50).astype("float32")
+    predictions = rng.normal(size=(50, 2)).astype("float32")
+    mse = keras.losses.MeanSquaredError()
+    want = [float(mse(target, predictions[:, m])) for m in range(2)]
+    np.testing.assert_allclose(
+        study.data_losses(target, predictions), want, rtol=1e-5
+    )
+
+
+def test_best_factor_finds_the_vertex_between_grid_points():
+    factors = 10.0 ** np.arange(-4, 1, 0.5)
+    vertex = -2.3
+    losses = (np.log10(factors) - vertex) ** 2 + 1.0
+    best, at_edge = study.best_factor(factors, losses)
+    assert not at_edge
+    np.testing.assert_allclose(np.log10(best), vertex, atol=1e-9)
+    best, at_edge = study.best_factor(factors, np.arange(len(factors)))
+    assert at_edge and best == factors[0]
+
+
+def test_every_grid_has_eight_points_and_the_default():
+    for data in ("synthetic", "digits"):
+        for scale in study.PLAIN_SCALES:
+            for num_examples in (False, True):
+                grid = study.factor_grid(scale, num_examples, data, study.FULL)
+                assert len(grid) >= 8
+                ratios = np.diff(np.log10(grid))
+                assert np.all(ratios > 0)
+                if not num_examples:
+                    assert study.DEFAULT_FACTOR in grid
+
+
+def _run(output, *extra):
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--output",
+            str(output),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+def _trained(output):
+    """The progress lines, one per group trained."""
+    return [line for line in output.splitlines() if line.startswith("[")]
+
+
+def test_quick_run_resumes_and_summarizes(tmp_path):
+    if keras.backend.backend() != "jax":
+        pytest.skip("the quick study runs in the jax leg, its fastest")
+    first = _run(tmp_path, "--only", "digits")
+    trained_first = _trained(first)
+    second = _run(tmp_path)
+    trained_second = _trained(second)
+    assert not any("digits" in line for line in trained_second)
+    expected = len(study.groups(study.QUICK))
+    assert len(trained_first) + len(trained_second) == expected
+
+    saved = json.loads((tmp_path / "lambda_transfer.json").read_text())
+    assert (tmp_path / "lambda_transfer.png").stat().st_size > 10_000
+    keys = {study.record_key(r) for r in saved["records"]}
+    assert len(keys) == expected
+    for record in saved["records"]:
+        assert record["penalty"] >= 0 and record["test_data_loss"] > 0
+    assert saved["summary"] == study.summarize(saved["records"], study.QUICK)
+    table = study.format_tables(saved["summary"])
+    assert table in second
+    for setup in saved["summary"]["setups"]:
+        for row in setup["scales"]:
+            for axis in ("width", "depth", "data size"):
+                if axis in row:
+                    assert row[axis]["drift"] >= 1.0
+
+
+def test_readme_table_is_the_published_summary():
+    published = json.loads(RESULTS.read_text())
+    assert published["mode"] == "full"
+    readme = (ROOT / "README.md").read_text()
+    tables = study.format_tables(published["summary"]).split("\n\n")
+    assert len(tables) == 3
+    for table in tables:
+        assert table in readme
+    assert published["summary"] == study.summarize(
+        published["records"], study.FULL
+    )
+    assert {study.record_key(r) for r in published["records"]} == {
+        study.group_key(g) for g in study.groups(study.FULL)
+    }
