@@ -3,8 +3,8 @@
 `keras.regularizers.L2(0.01)` adds `0.01 * sum(w**2)` for every kernel, so the
 same factor weighs a 1024x1024 kernel a thousand times more than a 32x1 one.
 `ScaledL2`, `ScaledL1` and `ScaledL1L2` multiply the penalty by a factor
-`s(shape)` computed from the kernel's fans and size, so that one factor means
-the same thing in every layer.
+`s(shape)` computed from the kernel's fans and size, so that every layer's
+penalty starts near the same value whatever its size.
 """
 
 from keras_scaled_l2.attach import attach_regularizer
