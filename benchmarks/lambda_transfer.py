@@ -187,7 +187,7 @@ def group_crossentropy(y_true, y_pred):
 
 
 def build_group(members, num_features, num_outputs, width, depth, seed):
-    """One Keras model of independent MLPs, one per `(regularizer, ...)`.
+    """One Keras model of independent MLPs, one per regularizer in `members`.
 
     Every member gets the same initial weights (Glorot uniform seeded by
     `seed` and the layer's position). Output shape: `(batch, members)`
@@ -515,27 +515,27 @@ def summarize(records, settings):
                 "collapse_at_default_by_depth": collapse,
             }
         )
-    summary["overall_drift"] = {
-        row["variant"]: _geometric_mean(
+    setups = summary["setups"]
+    summary["overall_drift"] = _over_all_axes(setups, "drift", _geometric_mean)
+    summary["worst_reused_metric_change"] = _over_all_axes(
+        setups, "reused_metric_change", min
+    )
+    return summary
+
+
+def _over_all_axes(setups, field, reduce):
+    """Per variant, `reduce` of `field` over every setup and axis."""
+    return {
+        row["variant"]: reduce(
             [
-                setup["scales"][index][axis]["drift"]
-                for setup in summary["setups"]
+                setup["scales"][index][axis][field]
+                for setup in setups
                 for axis in AXES
                 if axis in setup["scales"][index]
             ]
         )
-        for index, row in enumerate(summary["setups"][0]["scales"])
+        for index, row in enumerate(setups[0]["scales"])
     }
-    summary["worst_reused_metric_change"] = {
-        row["variant"]: min(
-            setup["scales"][index][axis]["reused_metric_change"]
-            for setup in summary["setups"]
-            for axis in AXES
-            if axis in setup["scales"][index]
-        )
-        for index, row in enumerate(summary["setups"][0]["scales"])
-    }
-    return summary
 
 
 def _geometric_mean(values):
@@ -558,26 +558,21 @@ def format_tables(summary):
             for row in rows
         ]
 
+    def axis_table(cell, last_name, last_cell):
+        return _table(
+            ["scale"]
+            + [f"{name}: width / depth / data" for name in names]
+            + [last_name],
+            [
+                [f"`{v}`", *by_axis(i, cell), last_cell(v)]
+                for i, v in enumerate(variants)
+            ],
+        )
+
     overall = summary["overall_drift"]
-    drift = _table(
-        ["scale"]
-        + [f"{name}: width / depth / data" for name in names]
-        + ["geometric mean"],
-        [
-            [f"`{v}`", *by_axis(i, _drift), f"{overall[v]:.1f}x"]
-            for i, v in enumerate(variants)
-        ],
-    )
     worst = summary["worst_reused_metric_change"]
-    reuse = _table(
-        ["scale"]
-        + [f"{name}: width / depth / data" for name in names]
-        + ["worst"],
-        [
-            [f"`{v}`", *by_axis(i, _reuse), f"{worst[v]:+.3f}"]
-            for i, v in enumerate(variants)
-        ],
-    )
+    drift = axis_table(_drift, "geometric mean", lambda v: f"{overall[v]:.1f}x")
+    reuse = axis_table(_reuse, "worst", lambda v: f"{worst[v]:+.3f}")
     depths = list(setups[0]["collapse_at_default_by_depth"])
     collapse = _table(
         ["factor 0.01 with scale"]
