@@ -272,19 +272,15 @@ def train_group(group, settings):
     data, optimizer, width, depth, num_train, seed = group
     (x, y), (x_test, y_test) = load_data(data, num_train, settings)
     members = [
-        (variant, factor)
-        for variant, num_examples in variants_of(group, settings)
-        for factor in factor_grid(
-            variant.split("+")[0], num_examples, data, settings
-        )
+        (scale, num_examples, factor)
+        for scale, num_examples in variants_of(group, settings)
+        for factor in factor_grid(scale, num_examples, data, settings)
     ]
     regularizers = [
         ScaledL2(
-            factor,
-            variant.split("+")[0],
-            num_examples=num_train if "+" in variant else None,
+            factor, scale, num_examples=num_train if num_examples else None
         )
-        for variant, factor in members
+        for scale, num_examples, factor in members
     ]
     keras.utils.clear_session()
     keras.utils.set_random_seed(seed)
@@ -320,7 +316,7 @@ def train_group(group, settings):
             "depth": depth,
             "num_train": num_train,
             "seed": seed,
-            "variant": variant,
+            "variant": variant_name(scale, num_examples),
             "factor": factor,
             "test_metric": _number(metric[i]),
             "test_data_loss": float(test_loss[i]),
@@ -330,7 +326,7 @@ def train_group(group, settings):
             "group_seconds": round(seconds, 3),
             "group_size": len(members),
         }
-        for i, (variant, factor) in enumerate(members)
+        for i, (scale, num_examples, factor) in enumerate(members)
     ]
 
 
@@ -357,7 +353,7 @@ def configurations(settings):
 
 
 def variants_of(group, settings):
-    """`(variant, num_examples)` pairs trained in this group.
+    """`(scale, num_examples)` pairs trained in this group.
 
     `num_examples` only rescales the factor at a fixed data size, so its
     variants are trained on the reference model only, at both sizes.
@@ -365,7 +361,7 @@ def variants_of(group, settings):
     plain = [(scale, False) for scale in PLAIN_SCALES]
     if tuple(group[2:4]) != settings.reference:
         return plain
-    return plain + [(variant_name(s, True), True) for s in PLAIN_SCALES]
+    return plain + [(scale, True) for scale in PLAIN_SCALES]
 
 
 def groups(settings):
