@@ -73,7 +73,8 @@ def test_attach_to_a_pretrained_nested_model():
     assert sorted(p.removeprefix("encoder/") for p in attached) == sorted(
         EXPECTED_KERNELS
     )
-    # Weights and predictions untouched; penalties at once.
+    # Weights and predictions untouched (bit-identical: attaching only
+    # sets regularizers); penalties at once.
     for a, b in zip(weights, model.weights, strict=True):
         np.testing.assert_array_equal(a, keras.ops.convert_to_numpy(b))
     np.testing.assert_array_equal(

@@ -96,6 +96,7 @@ def test_weight_decay_matches_l2_under_plain_sgd():
 def test_keras_factor_from_lambda_is_the_textbook_cost():
     lam, m = 2.0, 5000
     factor = keras_factor_from_lambda(lam, m)
+    # Exact: scalar IEEE arithmetic, the same on every processor.
     assert factor == lam / (2 * m)
     assert _penalty(keras.regularizers.L2(factor)) == pytest.approx(
         _penalty(ScaledL2(lam, scale="none", num_examples=m)), rel=1e-6

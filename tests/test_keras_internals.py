@@ -34,6 +34,8 @@ def test_split_compute_loss_returns_what_keras_computes():
         model, lambda data, terms: recorded.append((data, terms)), x, y, y_pred
     )
     theirs = keras.Model.compute_loss(model, x, y, y_pred)
+    # Exact: the split adds the same tensors in the same order as Keras, in
+    # the same process, so the two totals are bit-identical by design.
     assert float(ours) == float(theirs)
     ((data_loss, penalties),) = recorded
     # One activity term, then one term per regularized weight, in order.
@@ -42,6 +44,7 @@ def test_split_compute_loss_returns_what_keras_computes():
     assert float(data_loss) == pytest.approx(want_mse, rel=1e-6)
     kernels = [model.layers[1].kernel, model.layers[2].kernel]
     for term, kernel in zip(penalties[1:], kernels, strict=True):
+        # Exact: the very term Keras computed, recomputed by the same call.
         assert float(term) == float(kernel.regularizer(kernel))
     np.testing.assert_allclose(
         float(data_loss) + sum(float(p) for p in penalties),

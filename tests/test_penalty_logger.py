@@ -84,6 +84,7 @@ def test_logging_does_not_change_training():
     _fit(with_logger, [PenaltyLogger(per_layer=True)])
     without = _model()
     _fit(without, [])
+    # Exact: the logger only reads; a claim of bit-identical training.
     for a, b in zip(with_logger.weights, without.weights, strict=True):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
@@ -95,6 +96,7 @@ def test_penalty_of_a_model_without_regularizers_is_zero():
     model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse", metrics=["mse"])
     history = _fit(model, [PenaltyLogger()], epochs=1)
+    # Exact: no penalty term exists, so nothing is added to the loss.
     assert history["penalty"] == [0.0]
     assert history["val_penalty"] == [0.0]
     np.testing.assert_allclose(history["data_loss"], history["loss"], rtol=0)

@@ -141,6 +141,7 @@ def test_einsum_dense_axes_differ_from_the_conv_rule():
     # (16, 4, 8) kernel would count fans of 64 and 128, not 16 and 32.
     with_axes = ScaledL2(1.0, input_axes=(0,), output_axes=(1, 2))
     conv_rule = ScaledL2(1.0)
+    # Exact: integer fans and one division, exact in binary floating point.
     assert with_axes.multiplier((16, 4, 8)) == (16 + 32) / 512
     assert conv_rule.multiplier((16, 4, 8)) == (64 + 128) / 512
 
