@@ -1,13 +1,18 @@
 """Attaching penalties to the kernels of an existing model."""
 
+from __future__ import annotations
+
 import dataclasses
 import fnmatch
 import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeAlias
 
 import keras
 import numpy as np
 
 from keras_scaled_l2 import _keras_internals
+from keras_scaled_l2._types import FanAxes
 from keras_scaled_l2.regularizers import ScaledRegularizer
 
 # Layer kinds and their kernels: (weight attribute, regularizer attribute).
@@ -62,6 +67,15 @@ SUPPORTED_LAYERS = (
 
 _AXIS_FREE_SCALES = ("none", "size")
 
+RegularizerFactory: TypeAlias = Callable[
+    [keras.layers.Layer, keras.Variable],
+    keras.regularizers.Regularizer | None,
+]
+"""`factory(layer, weight)`: the regularizer of one kernel, or `None`."""
+
+LayerSelector: TypeAlias = str | type[keras.layers.Layer]
+"""A layer class, or a pattern matched against layer and class names."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
@@ -79,16 +93,16 @@ class Kernel:
     layer: keras.layers.Layer
     weight: keras.Variable
     attribute: str
-    input_axes: tuple | None = None
-    output_axes: tuple | None = None
+    input_axes: tuple[int, ...] | None = None
+    output_axes: tuple[int, ...] | None = None
 
-    def sum_of_squares(self):
+    def sum_of_squares(self) -> float:
         """The kernel's current `sum(w**2)`, in float64, as a Python float."""
         values = keras.ops.convert_to_numpy(self.weight)
         return float(np.sum(np.square(values, dtype=np.float64)))
 
 
-def einsum_kernel_axes(equation):
+def einsum_kernel_axes(equation: str) -> FanAxes:
     """Returns the fan axes of an `EinsumDense` kernel from its equation.
 
     Kernel axes contracted with the input are the input axes; those that
@@ -115,7 +129,7 @@ def einsum_kernel_axes(equation):
     return input_axes, output_axes
 
 
-def layer_kernels(layer):
+def layer_kernels(layer: keras.layers.Layer) -> list[Kernel]:
     """Returns the `Kernel`s of one layer of a supported kind (else `[]`)."""
     if isinstance(layer, keras.layers.MultiHeadAttention):
         return [
@@ -126,7 +140,7 @@ def layer_kernels(layer):
     slots = next(
         (slots for kinds, slots in _KERNELS if isinstance(layer, kinds)), ()
     )
-    axes = (None, None)
+    axes: FanAxes = (None, None)
     if isinstance(layer, keras.layers.EinsumDense):
         axes = einsum_kernel_axes(layer.equation)
     return [
@@ -136,7 +150,7 @@ def layer_kernels(layer):
     ]
 
 
-def model_kernels(model):
+def model_kernels(model: keras.layers.Layer) -> Iterator[Kernel]:
     """Yields every `Kernel` of a model, nested layers included, each once."""
     seen = set()
     stack = [model]
@@ -153,7 +167,12 @@ def model_kernels(model):
             stack[:0] = _keras_internals.sublayers(layer)
 
 
-def attach_regularizer(model, regularizer, include=None, exclude=None):
+def attach_regularizer(
+    model: keras.layers.Layer,
+    regularizer: keras.regularizers.Regularizer | str | RegularizerFactory,
+    include: LayerSelector | Iterable[LayerSelector] | None = None,
+    exclude: LayerSelector | Iterable[LayerSelector] | None = None,
+) -> list[str]:
     """Attaches a weight penalty to every kernel of a built model.
 
     Walks the model, nested models and wrappers included, and sets the
@@ -206,7 +225,7 @@ def attach_regularizer(model, regularizer, include=None, exclude=None):
     factory = _as_factory(regularizer)
     include = _selectors(include, "include")
     exclude = _selectors(exclude, "exclude")
-    attached = []
+    attached: list[str] = []
     _walk(model, factory, include, exclude, include is None, attached)
     for name in ("train_function", "test_function"):
         if getattr(model, name, None) is not None:

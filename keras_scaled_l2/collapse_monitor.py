@@ -1,7 +1,10 @@
 """`CollapseMonitor`: catches a network that has come to predict a constant."""
 
+from __future__ import annotations
+
 import math
 import warnings
+from typing import Any
 
 import keras
 import numpy as np
@@ -64,12 +67,12 @@ class CollapseMonitor(keras.callbacks.Callback):
 
     def __init__(
         self,
-        probe_x,
-        min_relative_spread=1e-3,
-        kernel_rms_fraction=0.1,
-        stop_training=False,
-        restore_healthy_weights=False,
-    ):
+        probe_x: Any,
+        min_relative_spread: float = 1e-3,
+        kernel_rms_fraction: float = 0.1,
+        stop_training: bool = False,
+        restore_healthy_weights: bool = False,
+    ) -> None:
         super().__init__()
         leaves = keras.tree.flatten(probe_x)
         if not leaves or any(np.ndim(leaf) < 1 for leaf in leaves):
@@ -94,9 +97,9 @@ class CollapseMonitor(keras.callbacks.Callback):
         self.restore_healthy_weights = validate_flag(
             restore_healthy_weights, "restore_healthy_weights"
         )
-        self.collapsed_epoch = None
+        self.collapsed_epoch: int | None = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.collapsed_epoch = None
         self._peak_spread = 0.0
         self._start_rms = {w.path: _rms(w) for w in self._kernels()}
@@ -105,7 +108,9 @@ class CollapseMonitor(keras.callbacks.Callback):
         )
         self._observe()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         spread, collapsed = self._observe()
         if logs is not None:
             logs["output_std"] = spread

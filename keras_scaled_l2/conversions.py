@@ -1,5 +1,11 @@
 """Factor conversions: between scales, to weight decay, from lambda/(2m)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
 from keras_scaled_l2._validation import (
     invalid_argument,
     validate_choice,
@@ -11,13 +17,13 @@ from keras_scaled_l2.scales import SCALES, shape_multiplier
 
 
 def equivalent_factor(
-    factor,
-    shape,
-    from_scale="none",
-    to_scale="balanced",
-    input_axes=None,
-    output_axes=None,
-):
+    factor: float,
+    shape: Sequence[int],
+    from_scale: str = "none",
+    to_scale: str = "balanced",
+    input_axes: tuple[int, ...] | None = None,
+    output_axes: tuple[int, ...] | None = None,
+) -> float:
     """The factor under `to_scale` that gives the same penalty on a kernel.
 
     Derivation: the penalty is `factor * s(shape) * norm(w)` and the norm
@@ -50,8 +56,11 @@ def equivalent_factor(
 
 
 def equivalent_model_factor(
-    model, factor, from_scale="none", to_scale="balanced"
-):
+    model: keras.Model,
+    factor: float,
+    from_scale: str = "none",
+    to_scale: str = "balanced",
+) -> float:
     """The factor under `to_scale` that keeps a model's total L2 penalty.
 
     One factor cannot match every layer at once (that is the point of
@@ -87,7 +96,7 @@ def equivalent_model_factor(
     return factor * numerator / denominator
 
 
-def weight_decay_for_l2(l2):
+def weight_decay_for_l2(l2: float) -> float:
     """The decoupled `weight_decay` matching a coupled L2 factor under SGD.
 
     Derivation: with a penalty `l2 * sum(w**2)` the gradient gains
@@ -118,7 +127,7 @@ def weight_decay_for_l2(l2):
     return 2.0 * validate_factor(l2, "l2")
 
 
-def keras_factor_from_lambda(lam, num_examples):
+def keras_factor_from_lambda(lam: float, num_examples: int) -> float:
     """The Keras factor for the textbook `lambda / (2m)` convention.
 
     The textbook cost is `(1/m) sum(loss) + lambda / (2m) sum(w**2)` over
@@ -141,14 +150,20 @@ def keras_factor_from_lambda(lam, num_examples):
     return lam * multiplier
 
 
-def _positive(num_examples):
+def _positive(num_examples: object) -> int:
     value = validate_optional_positive_int(num_examples, "num_examples")
     if value is None:
         raise invalid_argument("num_examples", "a positive integer", None)
     return value
 
 
-def _multiplier(shape, scale, name, input_axes, output_axes):
+def _multiplier(
+    shape: tuple[int, ...],
+    scale: str,
+    name: str,
+    input_axes: tuple[int, ...] | None,
+    output_axes: tuple[int, ...] | None,
+) -> float:
     validate_choice(scale, name, tuple(SCALES))
     multiplier = shape_multiplier(shape, scale, None, input_axes, output_axes)
     if not multiplier:

@@ -1,8 +1,14 @@
 """Weight penalties scaled by the shape of the kernel they regularize."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
 import keras
 from keras import ops
 
+from keras_scaled_l2._types import Tensor
 from keras_scaled_l2._validation import (
     validate_axes_pair,
     validate_choice,
@@ -12,6 +18,8 @@ from keras_scaled_l2._validation import (
 from keras_scaled_l2.scales import SCALES, shape_multiplier
 
 _LOW_PRECISION_DTYPES = ("float16", "bfloat16")
+
+_RegularizerT = TypeVar("_RegularizerT", bound="ScaledRegularizer")
 
 
 class ScaledRegularizer(keras.regularizers.Regularizer):
@@ -37,11 +45,11 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
     def __init__(
         self,
         *,
-        scale="balanced",
-        num_examples=None,
-        input_axes=None,
-        output_axes=None,
-    ):
+        scale: str = "balanced",
+        num_examples: int | None = None,
+        input_axes: Sequence[int] | None = None,
+        output_axes: Sequence[int] | None = None,
+    ) -> None:
         self.scale = validate_choice(scale, "scale", tuple(SCALES))
         self.num_examples = validate_optional_positive_int(
             num_examples, "num_examples"
@@ -50,7 +58,7 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             input_axes, output_axes
         )
 
-    def multiplier(self, shape):
+    def multiplier(self, shape: Sequence[int | None]) -> float:
         """Returns `s(shape)` for this regularizer, as a Python float.
 
         Args:
@@ -65,7 +73,7 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             self.output_axes,
         )
 
-    def __call__(self, x):
+    def __call__(self, x: Tensor) -> Tensor:
         multiplier = self.multiplier(x.shape)
         # Squares of float16 / bfloat16 weights overflow or lose all
         # precision when summed in their own dtype: accumulate in float32.
@@ -73,15 +81,15 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             x = ops.cast(x, "float32")
         return self._penalty(x, multiplier)
 
-    def _penalty(self, x, multiplier):
+    def _penalty(self, x: Tensor, multiplier: float) -> Tensor:
         """Returns the penalty of `x` given `s(shape)`; set by subclasses."""
         raise NotImplementedError
 
-    def _factors(self):
+    def _factors(self) -> dict[str, float]:
         """Returns the factor arguments as a dict; set by subclasses."""
         raise NotImplementedError
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **self._factors(),
             "scale": self.scale,
@@ -90,22 +98,29 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             "output_axes": _as_list(self.output_axes),
         }
 
-    def __repr__(self):
+    @classmethod
+    def from_config(
+        cls: type[_RegularizerT], config: dict[str, Any]
+    ) -> _RegularizerT:
+        """Returns the regularizer `config` describes: `cls(**config)`."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
         arguments = ", ".join(
             f"{name}={value!r}" for name, value in self.get_config().items()
         )
         return f"{type(self).__name__}({arguments})"
 
 
-def _as_list(axes):
+def _as_list(axes: tuple[int, ...] | None) -> list[int] | None:
     return None if axes is None else list(axes)
 
 
-def _l2_norm(x):
+def _l2_norm(x: Tensor) -> Tensor:
     return ops.sum(ops.square(x))
 
 
-def _l1_norm(x):
+def _l1_norm(x: Tensor) -> Tensor:
     return ops.sum(ops.absolute(x))
 
 
@@ -151,12 +166,12 @@ class ScaledL2(ScaledRegularizer):
 
     def __init__(
         self,
-        l2=0.01,
-        scale="balanced",
-        num_examples=None,
-        input_axes=None,
-        output_axes=None,
-    ):
+        l2: float = 0.01,
+        scale: str = "balanced",
+        num_examples: int | None = None,
+        input_axes: Sequence[int] | None = None,
+        output_axes: Sequence[int] | None = None,
+    ) -> None:
         self.l2 = validate_factor(l2, "l2")
         super().__init__(
             scale=scale,
@@ -165,10 +180,10 @@ class ScaledL2(ScaledRegularizer):
             output_axes=output_axes,
         )
 
-    def _factors(self):
+    def _factors(self) -> dict[str, float]:
         return {"l2": self.l2}
 
-    def _penalty(self, x, multiplier):
+    def _penalty(self, x: Tensor, multiplier: float) -> Tensor:
         return _l2_norm(x) * (self.l2 * multiplier)
 
 
@@ -198,12 +213,12 @@ class ScaledL1(ScaledRegularizer):
 
     def __init__(
         self,
-        l1=0.01,
-        scale="balanced",
-        num_examples=None,
-        input_axes=None,
-        output_axes=None,
-    ):
+        l1: float = 0.01,
+        scale: str = "balanced",
+        num_examples: int | None = None,
+        input_axes: Sequence[int] | None = None,
+        output_axes: Sequence[int] | None = None,
+    ) -> None:
         self.l1 = validate_factor(l1, "l1")
         super().__init__(
             scale=scale,
@@ -212,10 +227,10 @@ class ScaledL1(ScaledRegularizer):
             output_axes=output_axes,
         )
 
-    def _factors(self):
+    def _factors(self) -> dict[str, float]:
         return {"l1": self.l1}
 
-    def _penalty(self, x, multiplier):
+    def _penalty(self, x: Tensor, multiplier: float) -> Tensor:
         return _l1_norm(x) * (self.l1 * multiplier)
 
 
@@ -248,13 +263,13 @@ class ScaledL1L2(ScaledRegularizer):
 
     def __init__(
         self,
-        l1=0.0,
-        l2=0.0,
-        scale="balanced",
-        num_examples=None,
-        input_axes=None,
-        output_axes=None,
-    ):
+        l1: float = 0.0,
+        l2: float = 0.0,
+        scale: str = "balanced",
+        num_examples: int | None = None,
+        input_axes: Sequence[int] | None = None,
+        output_axes: Sequence[int] | None = None,
+    ) -> None:
         self.l1 = validate_factor(l1, "l1")
         self.l2 = validate_factor(l2, "l2")
         super().__init__(
@@ -264,10 +279,10 @@ class ScaledL1L2(ScaledRegularizer):
             output_axes=output_axes,
         )
 
-    def _factors(self):
+    def _factors(self) -> dict[str, float]:
         return {"l1": self.l1, "l2": self.l2}
 
-    def _penalty(self, x, multiplier):
+    def _penalty(self, x: Tensor, multiplier: float) -> Tensor:
         penalty = ops.zeros((), dtype=x.dtype)
         if self.l1:
             penalty += _l1_norm(x) * (self.l1 * multiplier)

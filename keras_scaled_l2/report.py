@@ -1,15 +1,22 @@
 """Per-layer penalty report: which layer does the factor really hit?"""
 
+from __future__ import annotations
+
 import dataclasses
 import math
+from typing import TYPE_CHECKING, Any
 
 import keras
 
 from keras_scaled_l2._layer_names import weight_owners
+from keras_scaled_l2._types import FanAxes
 from keras_scaled_l2._validation import validate_factor
 from keras_scaled_l2.attach import model_kernels
 from keras_scaled_l2.regularizers import ScaledRegularizer
 from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _KERAS_SCALE_NONE = (
     keras.regularizers.L1,
@@ -24,7 +31,7 @@ class PenaltyRow:
 
     layer: str
     weight: str
-    shape: tuple
+    shape: tuple[int, ...]
     fan_in: int
     fan_out: int
     scale: str
@@ -38,11 +45,11 @@ class WhatIfRow:
 
     layer: str
     weight: str
-    shape: tuple
+    shape: tuple[int, ...]
     fan_in: int
     fan_out: int
-    penalties: dict
-    shares: dict
+    penalties: dict[str, float]
+    shares: dict[str, float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +64,12 @@ class PenaltyReport:
         what_if: One `WhatIfRow` per kernel, with `l2` under every scale.
     """
 
-    rows: list
+    rows: list[PenaltyRow]
     total: float
     l2: float | None = None
-    what_if: list = dataclasses.field(default_factory=list)
+    what_if: list[WhatIfRow] = dataclasses.field(default_factory=list)
 
-    def __str__(self):
+    def __str__(self) -> str:
         lines = ["Penalties now (the terms Keras adds to the loss):"]
         if self.rows:
             lines += _table(
@@ -102,7 +109,7 @@ class PenaltyReport:
             )
         return "\n".join(lines)
 
-    def to_dataframe(self, what_if=False):
+    def to_dataframe(self, what_if: bool = False) -> pd.DataFrame:
         """Returns the rows (or the what-if rows) as a pandas DataFrame."""
         try:
             import pandas as pd
@@ -128,7 +135,9 @@ class PenaltyReport:
         return pd.DataFrame(records)
 
 
-def penalty_report(model, l2=None):
+def penalty_report(
+    model: keras.Model, l2: float | None = None
+) -> PenaltyReport:
     """Reports each layer's penalty, and what a factor would do per scale.
 
     The first table has one row per regularized trainable weight, with the
@@ -159,14 +168,14 @@ def penalty_report(model, l2=None):
         l2 = validate_factor(l2, "l2")
     kernels = {id(k.weight): k for k in model_kernels(model)}
     owners = weight_owners(model)
-    rows = []
+    records: list[dict[str, Any]] = []
     for weight in model.trainable_weights:
         regularizer = weight.regularizer
         if regularizer is None:
             continue
         kernel = kernels.get(id(weight))
         fan_in, fan_out = _fans(weight, regularizer, kernel)
-        rows.append(
+        records.append(
             dict(
                 layer=owners.get(id(weight), weight.path),
                 weight=weight.name,
@@ -177,9 +186,10 @@ def penalty_report(model, l2=None):
                 penalty=float(keras.ops.convert_to_numpy(regularizer(weight))),
             )
         )
-    total = sum(row["penalty"] for row in rows)
+    total = sum(record["penalty"] for record in records)
     rows = [
-        PenaltyRow(**row, share=_share(row["penalty"], total)) for row in rows
+        PenaltyRow(**record, share=_share(record["penalty"], total))
+        for record in records
     ]
     what_if = (
         _what_if(model, owners, kernels.values(), l2) if l2 is not None else []
@@ -224,7 +234,7 @@ def _what_if(model, owners, kernels, l2):
 
 def _fans(weight, regularizer, kernel):
     if isinstance(regularizer, ScaledRegularizer) and regularizer.input_axes:
-        axes = (regularizer.input_axes, regularizer.output_axes)
+        axes: FanAxes = (regularizer.input_axes, regularizer.output_axes)
     elif kernel is not None:
         axes = (kernel.input_axes, kernel.output_axes)
     else:

@@ -15,12 +15,16 @@ its scale up here, so each formula exists once.
 With `num_examples=m`, `s` is further multiplied by `1 / (2 * m)`.
 """
 
+from __future__ import annotations
+
 import functools
 import math
+from collections.abc import Callable, Sequence
+from typing import TypeGuard
 
 from keras_scaled_l2._validation import invalid_argument
 
-SCALES = {
+SCALES: dict[str, Callable[[int, int, int], float]] = {
     "none": lambda fan_in, fan_out, size: 1.0,
     "size": lambda fan_in, fan_out, size: 1.0 / size,
     "fan_in": lambda fan_in, fan_out, size: 1.0 / fan_in,
@@ -30,7 +34,11 @@ SCALES = {
 """Maps each scale name to `s(fan_in, fan_out, size)`."""
 
 
-def compute_fans(shape, input_axes=None, output_axes=None):
+def compute_fans(
+    shape: Sequence[int],
+    input_axes: Sequence[int] | None = None,
+    output_axes: Sequence[int] | None = None,
+) -> tuple[int, int]:
     """Returns `(fan_in, fan_out)` of a kernel shape, as Keras initializers do.
 
     Without axes, the rule of `keras.initializers.GlorotUniform` applies:
@@ -67,6 +75,13 @@ def compute_fans(shape, input_axes=None, output_axes=None):
         if rank == 1:
             return shape[0], shape[0]
         input_axes, output_axes = (rank - 2,), (rank - 1,)
+    if output_axes is None:
+        raise invalid_argument(
+            "output_axes",
+            "a sequence of ints when `input_axes` is given "
+            f"(input_axes={input_axes!r})",
+            None,
+        )
     inputs = _normalize_axes(input_axes, shape, "input_axes")
     outputs = _normalize_axes(output_axes, shape, "output_axes")
     if set(inputs) & set(outputs):
@@ -86,7 +101,9 @@ def compute_fans(shape, input_axes=None, output_axes=None):
     return int(fan_in), int(fan_out)
 
 
-def _normalize_axes(axes, shape, name):
+def _normalize_axes(
+    axes: Sequence[int], shape: tuple[int, ...], name: str
+) -> tuple[int, ...]:
     rank = len(shape)
     if any(not -rank <= axis < rank for axis in axes):
         raise invalid_argument(
@@ -99,12 +116,12 @@ def _normalize_axes(axes, shape, name):
 
 @functools.lru_cache(maxsize=1024)
 def shape_multiplier(
-    shape,
-    scale="balanced",
-    num_examples=None,
-    input_axes=None,
-    output_axes=None,
-):
+    shape: tuple[int | None, ...],
+    scale: str = "balanced",
+    num_examples: int | None = None,
+    input_axes: tuple[int, ...] | None = None,
+    output_axes: tuple[int, ...] | None = None,
+) -> float:
     """Returns `s(shape)` as a Python float, `num_examples` included.
 
     The result depends only on the static shape, so it is computed once per
@@ -133,7 +150,7 @@ def shape_multiplier(
     """
     multiplier = 1.0
     if scale != "none":
-        if any(dim is None for dim in shape):
+        if not _fully_known(shape):
             raise ValueError(
                 f"The penalty with scale={scale!r} is computed from the "
                 "kernel's static shape, which must be fully known; build the "
@@ -147,3 +164,9 @@ def shape_multiplier(
     if num_examples is not None:
         multiplier /= 2.0 * num_examples
     return float(multiplier)
+
+
+def _fully_known(
+    shape: tuple[int | None, ...],
+) -> TypeGuard[tuple[int, ...]]:
+    return all(dim is not None for dim in shape)

@@ -85,6 +85,7 @@ def test_readme_per_layer_table_matches_a_computation():
         assert row in README, row
 
 
+@pytest.mark.run_once
 def test_quick_start_has_exactly_two_commands():
     quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     (block,) = re.findall(r"```bash\n(.*?)```", quick_start, flags=re.DOTALL)
@@ -94,12 +95,14 @@ def test_quick_start_has_exactly_two_commands():
     assert commands[1].endswith("python tests/run_backends.py")
 
 
+@pytest.mark.run_once
 def test_version_and_typing_marker():
     assert re.fullmatch(r"\d+\.\d+\.\d+", keras_scaled_l2.__version__)
     package = pathlib.Path(keras_scaled_l2.__file__).parent
     assert (package / "py.typed").is_file()
 
 
+@pytest.mark.run_once
 def test_every_public_name_is_in_all():
     public = {
         name
@@ -109,6 +112,7 @@ def test_every_public_name_is_in_all():
     assert public | {"__version__"} == set(keras_scaled_l2.__all__)
 
 
+@pytest.mark.run_once
 @pytest.mark.parametrize(
     "arguments", [["check", "."], ["format", "--check", "."]]
 )
@@ -121,3 +125,112 @@ def test_ruff_is_clean(arguments):
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.run_once
+def test_mypy_is_clean():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _public_callables():
+    """Maps each function of the public API to `(function, is_method)`.
+
+    The functions in `__all__`, and for each class in it the constructor,
+    `__call__` and the public methods and properties defined in this
+    package (inherited from Keras ones are Keras's to annotate).
+    """
+    found = {}
+    for name in keras_scaled_l2.__all__:
+        value = getattr(keras_scaled_l2, name)
+        if not inspect.isclass(value):
+            if callable(value):
+                found[name] = (value, False)
+            continue
+        for owner in value.__mro__:
+            if not owner.__module__.startswith("keras_scaled_l2"):
+                continue
+            for attribute, member in vars(owner).items():
+                if attribute.startswith("_") and attribute not in {
+                    "__init__",
+                    "__call__",
+                }:
+                    continue
+                key = f"{owner.__qualname__}.{attribute}"
+                if isinstance(member, property):
+                    for accessor in (member.fget, member.fset):
+                        if accessor is not None:
+                            found[f"{key}.{accessor.__name__}"] = (
+                                accessor,
+                                True,
+                            )
+                elif isinstance(member, classmethod):
+                    found[key] = (member.__func__, True)
+                elif isinstance(member, staticmethod):
+                    found[key] = (member.__func__, False)
+                elif inspect.isfunction(member):
+                    found[key] = (member, True)
+    return found
+
+
+_PUBLIC_CALLABLES = _public_callables()
+
+
+def _missing_annotations(function, is_method):
+    """Names the parameters (and `"return"`) that have no annotation."""
+    signature = inspect.signature(function)
+    parameters = list(signature.parameters.values())[1 if is_method else 0 :]
+    missing = [p.name for p in parameters if p.annotation is p.empty]
+    if signature.return_annotation is signature.empty:
+        missing.append("return")
+    return missing
+
+
+@pytest.mark.run_once
+def test_the_annotation_check_sees_a_missing_annotation():
+    def partly_annotated(x: int, y=0):
+        return x + y
+
+    assert _missing_annotations(partly_annotated, False) == ["y", "return"]
+    assert _missing_annotations(ScaledL2.multiplier, True) == []
+    assert "ScaledRegularizer.__call__" in _PUBLIC_CALLABLES
+    assert "PenaltyReport.to_dataframe" in _PUBLIC_CALLABLES
+    assert "shape_multiplier" in _PUBLIC_CALLABLES
+    assert "PenaltyLogger.on_epoch_end" in _PUBLIC_CALLABLES
+
+
+@pytest.mark.run_once
+@pytest.mark.parametrize("name", sorted(_PUBLIC_CALLABLES))
+def test_public_api_is_annotated(name):
+    missing = _missing_annotations(*_PUBLIC_CALLABLES[name])
+    assert not missing, f"{name} lacks annotations for {missing}"
+
+
+@pytest.mark.run_once
+def test_public_constants_are_annotated():
+    modules = [
+        module
+        for module_name, module in sys.modules.items()
+        if module_name.startswith("keras_scaled_l2.")
+    ]
+    for name in keras_scaled_l2.__all__:
+        value = getattr(keras_scaled_l2, name)
+        if callable(value) or name == "__version__":
+            continue
+        assert any(
+            vars(module).get(name) is value
+            and name in inspect.get_annotations(module)
+            for module in modules
+        ), f"{name} has no annotation in the module that defines it"
