@@ -117,3 +117,17 @@ def sublayers(layer):
 def set_attention_kernel_regularizer(layer, regularizer):
     """Sets what `MultiHeadAttention.get_config` saves as its regularizer."""
     layer._kernel_regularizer = regularizer
+
+
+def untracked_attribute(model, name, factory):
+    """`model.<name>`, created by `factory()` on first use, never tracked.
+
+    Keras tracks what is assigned to a layer's attributes (and TensorFlow
+    wraps dicts and lists for its checkpoints); an entry made directly in
+    the instance's `__dict__` is neither tracked nor saved, and goes with
+    the model when it is collected.
+    """
+    attributes = vars(model)
+    if name not in attributes:
+        attributes[name] = factory()
+    return attributes[name]

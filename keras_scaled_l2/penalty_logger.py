@@ -1,6 +1,7 @@
 """`PenaltyLogger`: the data loss and the penalty, logged apart, exactly."""
 
 import warnings
+from typing import Any
 
 import keras
 from keras import ops
@@ -8,6 +9,9 @@ from keras import ops
 from keras_scaled_l2 import _keras_internals
 from keras_scaled_l2._layer_names import weight_owners
 from keras_scaled_l2._validation import validate_flag
+
+Logs = dict[str, Any]
+"""What Keras passes to a callback hook: metric names to values."""
 
 OTHER_LOSSES = "(other)"
 """Per-layer key suffix for `add_loss` and activity-regularizer terms."""
@@ -59,37 +63,37 @@ class PenaltyLogger(keras.callbacks.Callback):
             `False`.
     """
 
-    def __init__(self, per_layer=False):
+    def __init__(self, per_layer: bool = False) -> None:
         super().__init__()
         self.per_layer = validate_flag(per_layer, "per_layer")
         self._session = None
         self._in_fit = False
         self._warned = False
 
-    def set_model(self, model):
+    def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
         self._attach(model)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Logs | None = None) -> None:
         self._in_fit = True
         self._attach(self.model)
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: Logs | None = None) -> None:
         self._attach(self.model)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         self._check_recorded(logs)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Logs | None = None) -> None:
         self._in_fit = False
         self._detach()
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: Logs | None = None) -> None:
         if not self._in_fit:
             self._check_recorded(logs)
             self._detach()
 
-    def on_predict_end(self, logs=None):
+    def on_predict_end(self, logs: Logs | None = None) -> None:
         if not self._in_fit:
             self._detach()
 
@@ -111,7 +115,7 @@ class PenaltyLogger(keras.callbacks.Callback):
             )
             return
         if session is None or not session.is_current(model):
-            session = _Session(model, self.per_layer)
+            session = _Session.for_model(model, self.per_layer)
         self._session = session
         session.attach()
 
@@ -145,10 +149,28 @@ class _Session:
 
     Attaching adds the metric to the model and replaces its `compute_loss`;
     detaching undoes both. The step functions traced while attached are
-    kept and put back at the next attach, as long as the model's own step
-    functions are still those of the last detach (a `compile` replaces
-    them), so that repeated `fit` calls do not retrace.
+    kept and put back at the next attach, as long as the model was not
+    compiled since (a `compile` replaces them), so that repeated `fit`
+    calls do not retrace.
+
+    Sessions belong to the model, not to one logger: every `PenaltyLogger`
+    with the same `per_layer` on the same compiled model shares one, so
+    that a fresh logger per `fit` (walk-forward retraining, one `fit` per
+    era) reuses the traced step functions too.
     """
+
+    @classmethod
+    def for_model(cls, model, per_layer):
+        """The model's current session for `per_layer`, made if needed."""
+        # Kept on the model, so that it goes with the model: a registry
+        # beside it would be kept alive by the traced functions' references.
+        sessions = _keras_internals.untracked_attribute(
+            model, "_penalty_logger_sessions", dict
+        )
+        session = sessions.get(per_layer)
+        if session is None or not session.is_current(model):
+            session = sessions[per_layer] = cls(model, per_layer)
+        return session
 
     def __init__(self, model, per_layer):
         self.model = model
@@ -279,7 +301,9 @@ class _PenaltyParts(keras.metrics.Metric):
                 f"regularized weight ({self.num_regularized}) but got "
                 f"{len(penalties)}; per-layer penalties are unavailable."
             )
-        buckets = [[] for _ in range(len(self.layer_names) + 1)]
+        buckets: list[list[object]] = [
+            [] for _ in range(len(self.layer_names) + 1)
+        ]
         buckets[-1] = penalties[:num_other]
         for index, term in zip(
             self.layer_index, penalties[num_other:], strict=True

@@ -1,9 +1,11 @@
 import csv
+import gc
 import json
 import subprocess
 import sys
 import textwrap
 import warnings
+import weakref
 import zipfile
 
 import keras
@@ -269,19 +271,44 @@ class _SeenTrainFunction(keras.callbacks.Callback):
         self.seen.append(self.model.train_function)
 
 
-def test_repeated_fits_reuse_their_step_functions():
+@pytest.mark.parametrize("fresh_logger", [False, True], ids=["same", "new"])
+def test_repeated_fits_reuse_their_step_functions(fresh_logger):
     # Attaching and detaching swap the traced step functions rather than
-    # tracing new ones, unless the model was compiled again.
-    model, logger, seen = _model(), PenaltyLogger(), _SeenTrainFunction()
-    for callbacks in ([logger], [], [logger], []):
+    # tracing new ones, unless the model was compiled again; a new logger
+    # per fit (walk-forward retraining) reuses them as the same one does.
+    model, seen = _model(), _SeenTrainFunction()
+    logger = PenaltyLogger()
+
+    def logged():
+        return [PenaltyLogger() if fresh_logger else logger]
+
+    histories = [
         _fit(model, [*callbacks, seen], epochs=1)
-    logged_1, plain_1, logged_2, plain_2 = seen.seen
-    assert logged_1 is logged_2
+        for callbacks in (logged(), [], logged(), [], logged())
+    ]
+    logged_1, plain_1, logged_2, plain_2, logged_3 = seen.seen
+    assert logged_1 is logged_2 is logged_3
     assert plain_1 is plain_2
     assert logged_1 is not plain_1
+    for history in histories[::2]:
+        _assert_exact(history)
+    # A logger with another `per_layer` needs its own step functions.
+    _fit(model, [PenaltyLogger(per_layer=True), seen], epochs=1)
+    assert seen.seen[-1] not in (logged_1, plain_1)
     model.compile("sgd", "mse", metrics=["mse"])
-    _fit(model, [logger, seen], epochs=1)
+    _fit(model, [*logged(), seen], epochs=1)
     assert seen.seen[-1] is not logged_1
+
+
+def test_a_model_with_a_logger_is_garbage_collected():
+    # The traced step functions hold the model; kept beside it, they
+    # would keep every model a logger ever saw alive.
+    model = _model()
+    _fit(model, [PenaltyLogger()], epochs=1)
+    collected = weakref.ref(model)
+    del model
+    gc.collect()
+    assert collected() is None
 
 
 def test_model_is_left_as_it_was_after_fit_evaluate_and_predict():
@@ -340,7 +367,7 @@ def test_saved_model_carries_no_trace_of_the_logger(tmp_path):
             weights = archive.read("model.weights.h5")
         assert "penalty_logger" not in json.dumps(config)
         assert b"penalty_logger" not in weights
-        assert b"layer_totals" not in weights
+        assert b"totals" not in weights  # the logger's one variable
         result = subprocess.run(
             [sys.executable, "-c", RETRAIN_IN_FRESH_PROCESS, str(path)],
             capture_output=True,
