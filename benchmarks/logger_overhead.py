@@ -2,11 +2,18 @@
 
 Trains a 6x256 ReLU MLP (ScaledL2 on every kernel) at batch size 256 for
 one epoch per `fit`, alternating a `fit` with `PenaltyLogger()` and one
-without, each pair in alternating order, on one model each; prints the
-median of the per-pair time ratios. Both models are warmed up first, so
-tracing is not timed.
+without, each pair in alternating order; prints the median of the per-pair
+time ratios. Every model is fitted once first with what it will be timed
+with, so the first tracing is not timed; what a later `fit` retraces is.
+
+`--mode` says how the logger is used:
+- `same`: one logger instance for every fit, on its own model;
+- `new`: a new `PenaltyLogger()` for every fit (walk-forward retraining);
+- `alternating`: one model, its fits alternating between a new logger
+  and none.
 
     python benchmarks/logger_overhead.py [--pairs 9] [--per-layer]
+        [--mode same|new|alternating]
 """
 
 import argparse
@@ -24,7 +31,7 @@ from _timing import median_ratio
 from keras_scaled_l2 import PenaltyLogger, ScaledL2
 
 
-def make_fit(x, y, callbacks):
+def make_model(x):
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [keras.Input((x.shape[1],))]
@@ -37,10 +44,20 @@ def make_fit(x, y, callbacks):
         + [keras.layers.Dense(1, kernel_regularizer=ScaledL2(0.01))]
     )
     model.compile("adam", "mse")
+    return model
+
+
+def make_fit(model, x, y, make_callbacks):
+    """A one-epoch `fit`, with `make_callbacks()` called anew each time."""
 
     def fit():
         model.fit(
-            x, y, batch_size=256, epochs=1, verbose=0, callbacks=callbacks
+            x,
+            y,
+            batch_size=256,
+            epochs=1,
+            verbose=0,
+            callbacks=make_callbacks(),
         )
 
     fit()  # trace once, outside the timing
@@ -52,17 +69,31 @@ def main():
     parser.add_argument("--pairs", type=int, default=9)
     parser.add_argument("--rows", type=int, default=16384)
     parser.add_argument("--per-layer", action="store_true")
+    parser.add_argument(
+        "--mode", choices=("same", "new", "alternating"), default="same"
+    )
     arguments = parser.parse_args()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(arguments.rows, 64)).astype("float32")
     y = rng.normal(size=(arguments.rows, 1)).astype("float32")
-    logged = make_fit(x, y, [PenaltyLogger(per_layer=arguments.per_layer)])
-    plain = make_fit(x, y, [])
+    logger = PenaltyLogger(per_layer=arguments.per_layer)
+    if arguments.mode == "same":
+        logged = make_fit(make_model(x), x, y, lambda: [logger])
+    else:
+        model = make_model(x)
+        logged = make_fit(
+            model,
+            x,
+            y,
+            lambda: [PenaltyLogger(per_layer=arguments.per_layer)],
+        )
+    plain_model = model if arguments.mode == "alternating" else make_model(x)
+    plain = make_fit(plain_model, x, y, lambda: [])
     ratio, logged_s, plain_s = median_ratio(logged, plain, arguments.pairs)
     print(
         f"backend: {keras.config.backend()}, pairs: {arguments.pairs}, "
         f"steps per fit: {-(-arguments.rows // 256)}, "
-        f"per_layer: {arguments.per_layer}"
+        f"per_layer: {arguments.per_layer}, mode: {arguments.mode}"
     )
     print(
         f"median fit, with PenaltyLogger: {statistics.median(logged_s):.3f} s"
