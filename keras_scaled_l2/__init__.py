@@ -7,6 +7,8 @@ same factor weighs a 1024x1024 kernel a thousand times more than a 32x1 one.
 penalty starts near the same value whatever its size.
 """
 
+# First: without its backend, Keras fails here with the extra to install.
+from keras_scaled_l2 import _backend  # noqa: F401
 from keras_scaled_l2.attach import attach_regularizer
 from keras_scaled_l2.collapse_monitor import CollapseMonitor, CollapseWarning
 from keras_scaled_l2.conversions import (

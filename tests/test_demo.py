@@ -8,6 +8,7 @@ import pytest
 from keras_scaled_l2 import ScaledL2
 from keras_scaled_l2.datasets import make_low_signal_tabular, rank_correlation
 from keras_scaled_l2.demo import build_mlp
+from tests.quiet import as_a_user_runs_it, assert_no_native_log_lines
 
 
 def _run_cli(*arguments, timeout=600):
@@ -17,6 +18,7 @@ def _run_cli(*arguments, timeout=600):
         text=True,
         timeout=timeout,
         check=False,
+        env=as_a_user_runs_it(),
     )
 
 
@@ -37,6 +39,7 @@ def _parse_table(stdout):
     return rows
 
 
+@pytest.mark.run_once
 def test_demo_shows_the_collapse_of_plain_l2_and_not_of_scaled_l2():
     # The package's main job, run exactly as the README runs it.
     result = _run_cli("demo")
@@ -52,8 +55,10 @@ def test_demo_shows_the_collapse_of_plain_l2_and_not_of_scaled_l2():
         assert row["monitor"] == "-", name
     assert rows["none (no penalty)"]["penalty"] == 0.0
     assert rows["ScaledL2(0.01) balanced"]["penalty"] > 0
+    assert_no_native_log_lines(result)
 
 
+@pytest.mark.run_once
 def test_demo_help_documents_the_options():
     result = _run_cli("demo", "--help", timeout=60)
     assert result.returncode == 0
@@ -61,6 +66,7 @@ def test_demo_help_documents_the_options():
         assert option in result.stdout
 
 
+@pytest.mark.run_once
 @pytest.mark.parametrize("value", ["0", "-3", "many"])
 def test_demo_rejects_bad_epochs(value):
     result = _run_cli("demo", "--epochs", value, timeout=60)
@@ -68,6 +74,7 @@ def test_demo_rejects_bad_epochs(value):
     assert f"expected a positive integer, received {value!r}" in result.stderr
 
 
+@pytest.mark.run_once
 def test_console_script_is_declared():
     from importlib.metadata import entry_points
 
@@ -75,6 +82,7 @@ def test_console_script_is_declared():
     assert script.value == "keras_scaled_l2.cli:main"
 
 
+@pytest.mark.run_once
 def test_data_set_is_seeded_and_low_signal():
     first = make_low_signal_tabular(2000, 2000, seed=3)
     second = make_low_signal_tabular(2000, 2000, seed=3)
@@ -101,6 +109,7 @@ def test_data_set_is_seeded_and_low_signal():
     assert 0.02 < rank_correlation(y_test, fitted) < 0.3
 
 
+@pytest.mark.run_once
 def test_rank_correlation_against_numpy_with_ties():
     rng = np.random.default_rng(0)
     y_true = rng.normal(size=500)

@@ -1,4 +1,3 @@
-import os
 import subprocess
 import sys
 import textwrap
@@ -9,6 +8,7 @@ import pytest
 from reference import reference_penalty
 
 from keras_scaled_l2 import SCALES, ScaledL1, ScaledL2, penalty_report
+from tests.quiet import as_a_user_runs_it, assert_no_native_log_lines
 
 
 def _model():
@@ -131,6 +131,7 @@ def test_dataframes():
     assert what_if["share_balanced"].sum() == pytest.approx(1.0)
 
 
+@pytest.mark.run_once
 def test_dataframe_without_pandas_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match="pip install pandas"):
@@ -149,7 +150,7 @@ def _inspect(*arguments, env=None):
         text=True,
         timeout=300,
         check=False,
-        env={**os.environ, **(env or {})},
+        env={**as_a_user_runs_it(), **(env or {})},
     )
 
 
@@ -174,8 +175,10 @@ def test_inspect_prints_penalties_that_sum_to_the_model_losses(tmp_path):
         float(keras.ops.sum(model.losses)), rel=1e-6
     )
     assert any("under each scale" in line for line in lines)
+    assert_no_native_log_lines(result)
 
 
+@pytest.mark.run_once
 @pytest.mark.parametrize("extension", [".keras", ".h5", ".txt"])
 def test_inspect_rejects_files_that_are_not_models(tmp_path, extension):
     path = tmp_path / f"notes{extension}"
@@ -187,6 +190,7 @@ def test_inspect_rejects_files_that_are_not_models(tmp_path, extension):
     )
 
 
+@pytest.mark.run_once
 def test_inspect_missing_file(tmp_path):
     result = _inspect(str(tmp_path / "absent.keras"))
     assert result.returncode == 2
