@@ -5,10 +5,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Scripts, not test modules: importing distributed_training.py would
 # configure devices and pick a backend.
-collect_ignore = ["distributed_training.py", "run_backends.py"]
+collect_ignore = [
+    "distributed_training.py",
+    "run_backends.py",
+    "without_tensorflow.py",
+]
+
+ONCE_ALREADY_RAN = "KERAS_SCALED_L2_RUN_ONCE_RAN"
+"""Set by `run_backends.py` for every backend leg after the first: the
+tests marked `run_once` ran in the first leg and are deselected."""
 
 
 def pytest_report_header():
     import keras
 
     return f"keras {keras.__version__}, backend: {keras.backend.backend()}"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get(ONCE_ALREADY_RAN):
+        return
+    ran = [item for item in items if item.get_closest_marker("run_once")]
+    if ran:
+        config.hook.pytest_deselected(items=ran)
+        items[:] = [
+            item for item in items if not item.get_closest_marker("run_once")
+        ]

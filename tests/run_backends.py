@@ -8,6 +8,9 @@ that is not installed is reported and not run, unless it is listed in the
 environment variable `KERAS_SCALED_L2_REQUIRED_BACKENDS` (comma-separated),
 in which case its absence fails the run. The exit status is non-zero if any
 run fails or no backend runs.
+
+Tests marked `run_once` (their result does not depend on the backend, or
+they run the whole demo) run in the first backend leg only.
 """
 
 import importlib.util
@@ -42,6 +45,7 @@ def main(pytest_arguments):
     totals = {"passed": 0, "failed": 0, "skipped": 0}
     status = 0
     lines = []
+    once = {}  # the first leg runs the `run_once` tests
     for backend in BACKENDS:
         if importlib.util.find_spec(backend) is None:
             lines.append(f"{backend}: not installed, not run")
@@ -61,8 +65,9 @@ def main(pytest_arguments):
                     *pytest_arguments,
                 ],
                 cwd=ROOT,
-                env={**os.environ, "KERAS_BACKEND": backend},
+                env={**os.environ, **once, "KERAS_BACKEND": backend},
             )
+            once = {"KERAS_SCALED_L2_RUN_ONCE_RAN": "1"}
             passed, failed, skipped = (
                 _counts(report) if os.path.exists(report) else (0, 1, 0)
             )

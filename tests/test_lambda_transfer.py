@@ -133,6 +133,7 @@ def test_data_losses_match_keras_losses():
     )
 
 
+@pytest.mark.run_once
 def test_best_factor_finds_the_vertex_between_grid_points():
     factors = 10.0 ** np.arange(-4, 1, 0.5)
     vertex = -2.3
@@ -145,6 +146,7 @@ def test_best_factor_finds_the_vertex_between_grid_points():
     assert at_edge and best == factors[0]
 
 
+@pytest.mark.run_once
 def test_every_grid_has_eight_points_and_the_default():
     for data in ("synthetic", "digits"):
         for scale in study.PLAIN_SCALES:
@@ -212,6 +214,7 @@ def test_quick_run_resumes_and_summarizes(tmp_path):
                     assert row[axis]["drift"] >= 1.0
 
 
+@pytest.mark.run_once
 def test_readme_table_is_the_published_summary():
     published = json.loads(RESULTS.read_text())
     assert published["mode"] == "full"

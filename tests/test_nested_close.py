@@ -6,6 +6,8 @@ import pytest
 
 from tests.nested_close import assert_nested_close
 
+pytestmark = pytest.mark.run_once  # no backend computes a result here
+
 SUMMARY = {"drift": 3.06017247567814, "at_edge": [False, True], "n": 3}
 
 

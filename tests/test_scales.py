@@ -18,11 +18,13 @@ SHAPES = [
 ]
 
 
+@pytest.mark.run_once
 @pytest.mark.parametrize("shape", SHAPES)
 def test_fans_follow_the_keras_initializer_rule(shape):
     assert compute_fans(shape) == reference_fans(shape)
 
 
+@pytest.mark.run_once
 @pytest.mark.parametrize(
     "shape, input_axes, output_axes, expected",
     [
@@ -41,6 +43,7 @@ def test_fans_with_axes(shape, input_axes, output_axes, expected):
     assert reference_fans(shape, input_axes, output_axes) == expected
 
 
+@pytest.mark.run_once
 @pytest.mark.parametrize("scale", sorted(SCALES))
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("num_examples", [None, 1, 1000])
@@ -60,6 +63,7 @@ def test_num_examples_gives_the_textbook_cost():
     assert float(penalty) == pytest.approx(want, rel=1e-6)
 
 
+@pytest.mark.run_once
 def test_empty_kernel_has_no_penalty():
     assert shape_multiplier((0, 4), "balanced") == 0.0
 
@@ -99,6 +103,7 @@ def test_plain_l2_spreads_over_two_orders_of_magnitude_at_glorot_init():
     assert penalties[1] / penalties[0] > 200
 
 
+@pytest.mark.run_once
 def test_unknown_dimension_is_named_in_the_error():
     with pytest.raises(ValueError) as error:
         shape_multiplier((None, 4), "fan_in")
@@ -107,10 +112,12 @@ def test_unknown_dimension_is_named_in_the_error():
     assert "Received: shape=(None, 4)" in message
 
 
+@pytest.mark.run_once
 def test_unknown_dimension_is_fine_without_scaling():
     assert shape_multiplier((None, 4), "none") == 1.0
 
 
+@pytest.mark.run_once
 @pytest.mark.parametrize(
     "input_axes, output_axes, name, received",
     [
@@ -130,6 +137,7 @@ def test_axes_that_do_not_fit_the_kernel(
     assert "(16, 4, 8)" in message
 
 
+@pytest.mark.run_once
 def test_scales_table_is_the_documented_one():
     fan_in, fan_out, size = 6, 10, 60
     got = {name: fn(fan_in, fan_out, size) for name, fn in SCALES.items()}
