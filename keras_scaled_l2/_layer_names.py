@@ -6,17 +6,35 @@ a reload. Names here are the chain of layer names below the model instead
 (`inner/dense`), which both give.
 """
 
+from collections.abc import Callable
+
+import keras
+
 from keras_scaled_l2 import _keras_internals
 
 
-def weight_owners(model):
+def layer_namer(model: keras.layers.Layer) -> Callable[[keras.Variable], str]:
+    """Returns `name_of(weight)`: the name of the layer holding `weight`.
+
+    The innermost layer's name chain below `model`; a weight that no layer
+    of `model` tracks (a model not built yet) is named by its `path`.
+    """
+    owners = weight_owners(model)
+
+    def name_of(weight: keras.Variable) -> str:
+        return owners.get(id(weight), weight.path)
+
+    return name_of
+
+
+def weight_owners(model: keras.layers.Layer) -> dict[int, str]:
     """Maps `id(weight)` to the name of the innermost layer holding it.
 
     A layer reached twice (shared between branches or models) keeps the
     name it was first reached by.
     """
-    owners = {}
-    visited = set()
+    owners: dict[int, str] = {}
+    visited: set[int] = set()
 
     def visit(layer, name):
         if id(layer) in visited:

@@ -2,68 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
 import keras
-import numpy as np
 
 from keras_scaled_l2 import _keras_internals
-from keras_scaled_l2._types import FanAxes
+from keras_scaled_l2._validation import invalid_argument
+from keras_scaled_l2.kernels import SUPPORTED_LAYERS, layer_kernels
 from keras_scaled_l2.regularizers import ScaledRegularizer
-
-# Layer kinds and their kernels: (weight attribute, regularizer attribute).
-# The regularizer attribute is what the layer's config saves.
-_KERNELS = (
-    (keras.layers.EinsumDense, (("kernel", "kernel_regularizer"),)),
-    (keras.layers.Dense, (("kernel", "kernel_regularizer"),)),
-    (
-        (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D),
-        (("kernel", "depthwise_regularizer"),),
-    ),
-    (
-        (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D),
-        (
-            ("depthwise_kernel", "depthwise_regularizer"),
-            ("pointwise_kernel", "pointwise_regularizer"),
-        ),
-    ),
-    (
-        (
-            keras.layers.Conv1D,
-            keras.layers.Conv2D,
-            keras.layers.Conv3D,
-            keras.layers.Conv1DTranspose,
-            keras.layers.Conv2DTranspose,
-            keras.layers.Conv3DTranspose,
-        ),
-        (("kernel", "kernel_regularizer"),),
-    ),
-    (keras.layers.Embedding, (("embeddings", "embeddings_regularizer"),)),
-    (
-        (
-            keras.layers.SimpleRNNCell,
-            keras.layers.LSTMCell,
-            keras.layers.GRUCell,
-        ),
-        (
-            ("kernel", "kernel_regularizer"),
-            ("recurrent_kernel", "recurrent_regularizer"),
-        ),
-    ),
-)
-SUPPORTED_LAYERS = (
-    *(
-        kind
-        for kinds, _ in _KERNELS
-        for kind in (kinds if isinstance(kinds, tuple) else (kinds,))
-    ),
-    keras.layers.MultiHeadAttention,
-)
-"""The layer classes whose kernels `attach_regularizer` knows."""
 
 _AXIS_FREE_SCALES = ("none", "size")
 
@@ -75,96 +24,6 @@ RegularizerFactory: TypeAlias = Callable[
 
 LayerSelector: TypeAlias = str | type[keras.layers.Layer]
 """A layer class, or a pattern matched against layer and class names."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Kernel:
-    """One kernel of a model and where its regularizer lives.
-
-    Attributes:
-        layer: The layer that owns the kernel (an RNN's cell for RNNs).
-        weight: The kernel variable.
-        attribute: The layer attribute its config saves the regularizer in.
-        input_axes: Fan axes derived from an `EinsumDense` equation, or
-            `None` for the Keras fan rule.
-        output_axes: As `input_axes`.
-    """
-
-    layer: keras.layers.Layer
-    weight: keras.Variable
-    attribute: str
-    input_axes: tuple[int, ...] | None = None
-    output_axes: tuple[int, ...] | None = None
-
-    def sum_of_squares(self) -> float:
-        """The kernel's current `sum(w**2)`, in float64, as a Python float."""
-        values = keras.ops.convert_to_numpy(self.weight)
-        return float(np.sum(np.square(values, dtype=np.float64)))
-
-
-def einsum_kernel_axes(equation: str) -> FanAxes:
-    """Returns the fan axes of an `EinsumDense` kernel from its equation.
-
-    Kernel axes contracted with the input are the input axes; those that
-    appear in the output are the output axes.
-
-    >>> einsum_kernel_axes("abc,cde->abde")  # MultiHeadAttention query
-    ((0,), (1, 2))
-    >>> einsum_kernel_axes("abcd,cde->abe")  # its output projection
-    ((0, 1), (2,))
-
-    Returns:
-        `(input_axes, output_axes)`, or `(None, None)` when either is empty.
-    """
-    operands, output = equation.replace(" ", "").split("->")
-    inputs, kernel = operands.split(",")
-    input_axes = tuple(
-        i for i, c in enumerate(kernel) if c in inputs and c not in output
-    )
-    output_axes = tuple(
-        i for i, c in enumerate(kernel) if c in output and c not in inputs
-    )
-    if not input_axes or not output_axes:
-        return None, None
-    return input_axes, output_axes
-
-
-def layer_kernels(layer: keras.layers.Layer) -> list[Kernel]:
-    """Returns the `Kernel`s of one layer of a supported kind (else `[]`)."""
-    if isinstance(layer, keras.layers.MultiHeadAttention):
-        return [
-            kernel
-            for projection in _keras_internals.sublayers(layer)
-            for kernel in layer_kernels(projection)
-        ]
-    slots = next(
-        (slots for kinds, slots in _KERNELS if isinstance(layer, kinds)), ()
-    )
-    axes: FanAxes = (None, None)
-    if isinstance(layer, keras.layers.EinsumDense):
-        axes = einsum_kernel_axes(layer.equation)
-    return [
-        Kernel(layer, getattr(layer, weight), attribute, *axes)
-        for weight, attribute in slots
-        if getattr(layer, weight, None) is not None
-    ]
-
-
-def model_kernels(model: keras.layers.Layer) -> Iterator[Kernel]:
-    """Yields every `Kernel` of a model, nested layers included, each once."""
-    seen = set()
-    stack = [model]
-    while stack:
-        layer = stack.pop(0)
-        kernels = layer_kernels(layer)
-        for kernel in kernels:
-            if id(kernel.weight) not in seen:
-                seen.add(id(kernel.weight))
-                yield kernel
-        if not kernels and not isinstance(
-            layer, keras.layers.MultiHeadAttention
-        ):
-            stack[:0] = _keras_internals.sublayers(layer)
 
 
 def attach_regularizer(
@@ -227,9 +86,7 @@ def attach_regularizer(
     exclude = _selectors(exclude, "exclude")
     attached: list[str] = []
     _walk(model, factory, include, exclude, include is None, attached)
-    for name in ("train_function", "test_function"):
-        if getattr(model, name, None) is not None:
-            setattr(model, name, None)
+    _keras_internals.drop_step_functions(model)
     return attached
 
 
@@ -273,6 +130,11 @@ def _attach(kernel, regularizer, attached):
             input_axes=kernel.input_axes, output_axes=kernel.output_axes
         )
         regularizer = type(regularizer).from_config(config)
+    _set(kernel, regularizer, attached)
+
+
+def _set(kernel, regularizer, attached):
+    """Sets the penalty where the config saves it and where Keras reads it."""
     setattr(kernel.layer, kernel.attribute, regularizer)
     kernel.weight.regularizer = regularizer
     attached.append(kernel.weight.path)
@@ -288,9 +150,7 @@ def _attach_attention(layer, factory, explicit, attached):
             return
         _keras_internals.set_attention_kernel_regularizer(layer, regularizer)
         for kernel in kernels:
-            setattr(kernel.layer, kernel.attribute, regularizer)
-            kernel.weight.regularizer = regularizer
-            attached.append(kernel.weight.path)
+            _set(kernel, regularizer, attached)
         return
     message = (
         f"MultiHeadAttention layer '{layer.name}' keeps one kernel "
@@ -318,10 +178,10 @@ def _as_factory(regularizer):
         return lambda layer, weight: regularizer
     if callable(regularizer):
         return regularizer
-    raise ValueError(
-        "Invalid value for argument `regularizer`: expected a Keras "
-        "regularizer or a callable factory(layer, weight). "
-        f"Received: regularizer={regularizer!r}"
+    raise invalid_argument(
+        "regularizer",
+        "a Keras regularizer or a callable factory(layer, weight)",
+        regularizer,
     )
 
 
@@ -333,9 +193,8 @@ def _selectors(selectors, name):
     selectors = list(selectors)
     for selector in selectors:
         if not isinstance(selector, (str, type)):
-            raise ValueError(
-                f"Invalid value for argument `{name}`: expected layer classes "
-                f"or name patterns. Received: {name}={selectors!r}"
+            raise invalid_argument(
+                name, "layer classes or name patterns", selectors
             )
     return selectors
 

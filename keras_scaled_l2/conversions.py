@@ -12,7 +12,7 @@ from keras_scaled_l2._validation import (
     validate_factor,
     validate_optional_positive_int,
 )
-from keras_scaled_l2.attach import model_kernels
+from keras_scaled_l2.kernels import model_kernels
 from keras_scaled_l2.scales import SCALES, shape_multiplier
 
 

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from keras_scaled_l2._layer_names import weight_owners
+from keras_scaled_l2._layer_names import layer_namer
 from keras_scaled_l2._types import FanAxes
 from keras_scaled_l2._validation import validate_factor
-from keras_scaled_l2.attach import model_kernels
+from keras_scaled_l2.kernels import model_kernels
 from keras_scaled_l2.regularizers import ScaledRegularizer
 from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
 
@@ -167,7 +167,7 @@ def penalty_report(
     if l2 is not None:
         l2 = validate_factor(l2, "l2")
     kernels = {id(k.weight): k for k in model_kernels(model)}
-    owners = weight_owners(model)
+    name_of = layer_namer(model)
     records: list[dict[str, Any]] = []
     for weight in model.trainable_weights:
         regularizer = weight.regularizer
@@ -177,7 +177,7 @@ def penalty_report(
         fan_in, fan_out = _fans(weight, regularizer, kernel)
         records.append(
             dict(
-                layer=owners.get(id(weight), weight.path),
+                layer=name_of(weight),
                 weight=weight.name,
                 shape=tuple(weight.shape),
                 fan_in=fan_in,
@@ -192,12 +192,12 @@ def penalty_report(
         for record in records
     ]
     what_if = (
-        _what_if(model, owners, kernels.values(), l2) if l2 is not None else []
+        _what_if(model, name_of, kernels.values(), l2) if l2 is not None else []
     )
     return PenaltyReport(rows=rows, total=total, l2=l2, what_if=what_if)
 
 
-def _what_if(model, owners, kernels, l2):
+def _what_if(model, name_of, kernels, l2):
     trainable = {id(w) for w in model.trainable_weights}
     kernels = [k for k in kernels if id(k.weight) in trainable]
     sums = [k.sum_of_squares() for k in kernels]
@@ -220,7 +220,7 @@ def _what_if(model, owners, kernels, l2):
         )
         rows.append(
             WhatIfRow(
-                layer=owners.get(id(kernel.weight), kernel.weight.path),
+                layer=name_of(kernel.weight),
                 weight=kernel.weight.name,
                 shape=tuple(kernel.weight.shape),
                 fan_in=fan_in,

@@ -8,7 +8,7 @@ from fresh_process import run_json
 from reference import reference_penalty
 
 from keras_scaled_l2 import ScaledL1, ScaledL2, attach_regularizer
-from keras_scaled_l2.attach import einsum_kernel_axes
+from keras_scaled_l2.kernels import einsum_kernel_axes
 
 X = np.random.default_rng(0).normal(size=(16, 6, 8)).astype("float32")
 TOKENS = np.random.default_rng(1).integers(0, 20, size=(16, 6))
