@@ -1,16 +1,31 @@
-"""The few private Keras names the package relies on, in one place.
+"""Every reliance on Keras internals or unpublished behaviour, in one place.
 
-Besides the loss split below: `sublayers` walks a layer's direct children
-(`Layer._flatten_layers`), and `set_attention_kernel_regularizer` sets the
-one kernel regularizer `MultiHeadAttention` keeps for its config
-(`_kernel_regularizer`).
+- the loss split below (`split_compute_loss`), and `has_default_compute_loss`;
+- `replace_compute_loss` / `restore_compute_loss`: an instance attribute
+  `compute_loss` shadows the class's, and Keras's train and test steps
+  call `self.compute_loss`;
+- `step_functions`, `set_step_functions`, `make_step_functions`,
+  `drop_step_functions`: `fit` and `evaluate` use `model.train_function` /
+  `model.test_function` as they find them, trace new ones when they are
+  `None`, and look the train function up at every step;
+- `compile_token`: `compile` makes a new loss tracker;
+- `attach_metric` / `detach_metric`: the list behind `Model.metrics`;
+- `sublayers`: a layer's direct children (`Layer._flatten_layers`);
+- `set_attention_kernel_regularizer`: the one kernel regularizer
+  `MultiHeadAttention` keeps for its config (`_kernel_regularizer`);
+- `unregistered_class`: the text of Keras's error for an unknown class;
+- `untracked_attribute`: an entry in a layer's `__dict__` escapes Keras's
+  attribute tracking.
 
-Keras has no public hook that hands out the data loss and the penalty of a
-train step separately: `Model.compute_loss` adds them up and returns the
-sum. `split_compute_loss` below is `keras.Model.compute_loss` (identical
-from Keras 3.10 to 3.15) written out term by term, so that it returns the
-very total Keras would return and also hands both parts to a recorder.
-`tests/test_keras_internals.py` fails loudly if Keras changes any of it.
+`tests/test_keras_internals.py` tests each, so that a Keras release that
+changes one fails loudly.
+
+About the loss split: Keras has no public hook that hands out the data
+loss and the penalty of a train step separately: `Model.compute_loss` adds
+them up and returns the sum. `split_compute_loss` below is
+`keras.Model.compute_loss` (identical from Keras 3.10 to 3.15) written out
+term by term, so that it returns the very total Keras would return and also
+hands both parts to a recorder.
 """
 
 import re
@@ -131,3 +146,51 @@ def untracked_attribute(model, name, factory):
     if name not in attributes:
         attributes[name] = factory()
     return attributes[name]
+
+
+def replace_compute_loss(model, compute_loss):
+    """Makes `model`'s train and test steps call `compute_loss` instead."""
+    model.compute_loss = compute_loss
+
+
+def restore_compute_loss(model):
+    """Undoes `replace_compute_loss`: the class's `compute_loss` again."""
+    if "compute_loss" in vars(model):
+        del model.compute_loss
+
+
+def step_functions(model):
+    """The model's traced `(train_function, test_function)`, or `None`s."""
+    return model.train_function, model.test_function
+
+
+def set_step_functions(model, functions):
+    """Makes `fit` / `evaluate` use `functions` from `step_functions`."""
+    model.train_function, model.test_function = functions
+
+
+def make_step_functions(model):
+    """Traces new step functions that see the model as it is now.
+
+    `fit` looks its train function up at every step, so this is safe
+    inside `on_train_begin`.
+    """
+    model.make_train_function(force=True)
+    model.make_test_function(force=True)
+
+
+def drop_step_functions(model):
+    """Makes the next `fit` / `evaluate` trace new step functions."""
+    for name in ("train_function", "test_function"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
+
+
+def unregistered_class(error):
+    """The class a failed `load_model` could not find, or `None`.
+
+    Keras raises `TypeError("Could not locate class 'NAME'. ...")` for a
+    class that is neither built in nor registered.
+    """
+    found = re.search(r"Could not locate class '([^']+)'", str(error))
+    return found.group(1) if found else None

@@ -4,7 +4,6 @@ Also installed as the `keras-scaled-l2` console script.
 """
 
 import argparse
-import re
 import sys
 
 DEMO_DESCRIPTION = """\
@@ -121,12 +120,13 @@ def _load_model(path, modules):
     import keras
 
     import keras_scaled_l2  # noqa: F401  (registers the package's classes)
+    from keras_scaled_l2 import _keras_internals
 
     try:
         return keras.models.load_model(path, compile=False)
     except TypeError as error:
-        missing = re.search(r"Could not locate class '([^']+)'", str(error))
-        what = f" ({missing.group(1)})" if missing else ""
+        missing = _keras_internals.unregistered_class(error)
+        what = f" ({missing})" if missing else ""
         raise _InspectError(
             f"{path} uses custom objects{what} that are not registered in "
             "this process; name the module that registers them with "

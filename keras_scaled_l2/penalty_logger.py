@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from keras_scaled_l2 import _keras_internals
-from keras_scaled_l2._layer_names import weight_owners
+from keras_scaled_l2._layer_names import layer_namer
 from keras_scaled_l2._validation import validate_flag
 
 Logs = dict[str, Any]
@@ -213,35 +213,22 @@ class _Session:
 
     def attach(self):
         model = self.model
-        self.plain_functions = _step_functions(model)
+        self.plain_functions = _keras_internals.step_functions(model)
         _keras_internals.attach_metric(model, self.metric)
-        model.compute_loss = self.compute_loss
+        _keras_internals.replace_compute_loss(model, self.compute_loss)
         if self.logged_functions is not None:
-            _set_step_functions(model, self.logged_functions)
+            _keras_internals.set_step_functions(model, self.logged_functions)
         else:
-            # New functions pick up `compute_loss` and the metric when
-            # traced. `fit` looks its function up at every step, so this is
-            # safe inside `on_train_begin`.
-            model.make_train_function(force=True)
-            model.make_test_function(force=True)
+            _keras_internals.make_step_functions(model)
         self.attached = True
 
     def detach(self):
         model = self.model
-        self.logged_functions = _step_functions(model)
+        self.logged_functions = _keras_internals.step_functions(model)
         _keras_internals.detach_metric(model, self.metric)
-        if "compute_loss" in vars(model):
-            del model.compute_loss
-        _set_step_functions(model, self.plain_functions)
+        _keras_internals.restore_compute_loss(model)
+        _keras_internals.set_step_functions(model, self.plain_functions)
         self.attached = False
-
-
-def _step_functions(model):
-    return model.train_function, model.test_function
-
-
-def _set_step_functions(model, functions):
-    model.train_function, model.test_function = functions
 
 
 class _PenaltyParts(keras.metrics.Metric):
@@ -331,10 +318,10 @@ class _PenaltyParts(keras.metrics.Metric):
 
 def _layer_groups(model, weights):
     """Returns layer names and, per weight, the index of its layer's name."""
-    owners = weight_owners(model)
+    name_of = layer_namer(model)
     names, index = [], []
     for weight in weights:
-        layer = owners.get(id(weight), weight.path)
+        layer = name_of(weight)
         if layer not in names:
             names.append(layer)
         index.append(names.index(layer))

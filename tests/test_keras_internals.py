@@ -91,3 +91,144 @@ def test_keras_version_check():
     for version in ("3.9.2", "3.8.0", "3.0.5", "2.15.0"):
         with pytest.raises(ImportError, match=f"found Keras {version}"):
             _keras_internals.check_keras_version(version)
+
+
+class _SeenStepFunction(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_begin(self, logs=None):
+        self.seen.append(self.model.train_function)
+
+
+def _fit(model, callbacks=()):
+    x = np.random.default_rng(1).normal(size=(32, 6)).astype("float32")
+    return model.fit(
+        x, np.ones((32, 1)), epochs=1, verbose=0, callbacks=list(callbacks)
+    ).history
+
+
+def test_a_replaced_compute_loss_is_what_the_steps_call_until_restored():
+    model = _model()
+    calls = []
+
+    def compute_loss(*args, **kwargs):
+        calls.append("called")
+        return keras.Model.compute_loss(model, *args, **kwargs)
+
+    _fit(model)  # traced without the replacement
+    _keras_internals.replace_compute_loss(model, compute_loss)
+    _keras_internals.drop_step_functions(model)
+    _fit(model)
+    assert calls  # traced (JAX, TensorFlow) or called (PyTorch) per step
+    _keras_internals.restore_compute_loss(model)
+    assert "compute_loss" not in vars(model)
+    _keras_internals.drop_step_functions(model)
+    calls.clear()
+    _fit(model)
+    assert not calls
+
+
+def test_step_functions_are_used_as_found_and_traced_anew_when_dropped():
+    model, seen = _model(), _SeenStepFunction()
+    _fit(model, [seen])
+    first = _keras_internals.step_functions(model)
+    assert first[0] is seen.seen[-1] and first[0] is not None
+    _keras_internals.drop_step_functions(model)
+    assert _keras_internals.step_functions(model) == (None, None)
+    _fit(model, [seen])
+    assert seen.seen[-1] is not first[0]
+    _keras_internals.set_step_functions(model, first)
+    _fit(model, [seen])
+    assert seen.seen[-1] is first[0]
+    _keras_internals.make_step_functions(model)
+    assert _keras_internals.step_functions(model)[0] is not first[0]
+
+
+# Two behaviours a future Keras could cache away; both must fail loudly.
+
+
+def test_guard_a_penalty_attached_after_training_enters_the_next_fit():
+    from keras_scaled_l2 import attach_regularizer
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(4), keras.layers.Dense(1)]
+    )
+    model.compile(keras.optimizers.SGD(0.0), "mse")  # weights stay put
+    x = np.random.default_rng(1).normal(size=(32, 6)).astype("float32")
+    y = np.ones((32, 1), "float32")
+    model.fit(x, y, epochs=1, verbose=0)
+    data_loss = model.evaluate(x, y, verbose=0)
+    attach_regularizer(model, keras.regularizers.L2(0.5))
+    penalty = float(keras.ops.sum(model.losses))
+    assert penalty > 0.1 * data_loss
+    trained = model.fit(x, y, epochs=1, verbose=0, shuffle=False).history
+    assert trained["loss"][0] == pytest.approx(data_loss + penalty, rel=1e-5)
+    evaluated = model.evaluate(x, y, verbose=0)
+    assert evaluated == pytest.approx(data_loss + penalty, rel=1e-5)
+
+
+def test_guard_logger_keys_appear_on_a_model_that_already_ran():
+    from keras_scaled_l2 import PenaltyLogger
+
+    model = _model()
+    _fit(model)
+    model.evaluate(np.ones((8, 6)), np.ones((8, 1)), verbose=0)
+    history = _fit(model, [PenaltyLogger()])
+    assert {"data_loss", "penalty"} <= set(history)
+    assert history["data_loss"][0] + history["penalty"][0] == pytest.approx(
+        history["loss"][0], rel=1e-6
+    )
+    assert history["penalty"][0] > 0
+
+
+def test_sublayers_are_the_direct_children():
+    attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    attention(np.ones((1, 3, 8)), np.ones((1, 3, 8)))
+    children = _keras_internals.sublayers(attention)
+    assert {type(c).__name__ for c in children} >= {"EinsumDense"}
+    names = {c.name for c in children}
+    assert {"query", "key", "value", "attention_output"} <= names
+    model = _model()
+    assert [c.name for c in _keras_internals.sublayers(model)] == [
+        layer.name for layer in model.layers
+    ]
+
+
+def test_the_attention_regularizer_set_is_the_one_its_config_saves():
+    attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    regularizer = ScaledL2(0.3, scale="size")
+    _keras_internals.set_attention_kernel_regularizer(attention, regularizer)
+    saved = attention.get_config()["kernel_regularizer"]
+    assert saved["config"] == regularizer.get_config()
+
+
+def test_an_unregistered_class_is_named_from_keras_error():
+    with pytest.raises(TypeError) as error:
+        keras.saving.deserialize_keras_object(
+            {
+                "class_name": "NoSuchLayer",
+                "config": {},
+                "module": "nowhere",
+                "registered_name": "shop>NoSuchLayer",
+            }
+        )
+    assert _keras_internals.unregistered_class(error.value) == "NoSuchLayer"
+    assert _keras_internals.unregistered_class(TypeError("other")) is None
+
+
+def test_an_untracked_attribute_is_made_once_and_never_tracked(tmp_path):
+    model = _model()
+    tracked_before = len(model._tracker.stored_ids.get("layers", ()))
+    made = _keras_internals.untracked_attribute(model, "_probe", dict)
+    made["layer"] = keras.layers.Dense(2)  # would be tracked if assigned
+    assert _keras_internals.untracked_attribute(model, "_probe", dict) is made
+    assert len(model._tracker.stored_ids.get("layers", ())) == tracked_before
+    model.tracked_probe = {"layer": keras.layers.Dense(2)}  # the contrast
+    assert len(model._tracker.stored_ids["layers"]) == tracked_before + 1
+    del model.tracked_probe
+    path = tmp_path / "model.keras"
+    model.save(path)
+    assert len(keras.models.load_model(path).weights) == len(model.weights)
