@@ -4,11 +4,11 @@ import sys
 import keras
 import numpy as np
 import pytest
+from quiet import as_a_user_runs_it, assert_no_native_log_lines
 
 from keras_scaled_l2 import ScaledL2
 from keras_scaled_l2.datasets import make_low_signal_tabular, rank_correlation
 from keras_scaled_l2.demo import build_mlp
-from tests.quiet import as_a_user_runs_it, assert_no_native_log_lines
 
 
 def _run_cli(*arguments, timeout=600):

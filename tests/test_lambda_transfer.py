@@ -14,10 +14,10 @@ import sys
 import keras
 import numpy as np
 import pytest
+from nested_close import assert_nested_close
+from reference import reference_penalty
 
 from keras_scaled_l2 import ScaledL2
-from tests.nested_close import assert_nested_close
-from tests.reference import reference_penalty
 
 # The summary's floats are means, logs and parabola vertices that numpy
 # recomputes with processor-dependent kernels: they agree across machines of

@@ -3,8 +3,7 @@
 import math
 
 import pytest
-
-from tests.nested_close import assert_nested_close
+from nested_close import assert_nested_close
 
 pytestmark = pytest.mark.run_once  # no backend computes a result here
 

@@ -5,10 +5,10 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from quiet import as_a_user_runs_it, assert_no_native_log_lines
 from reference import reference_penalty
 
 from keras_scaled_l2 import SCALES, ScaledL1, ScaledL2, penalty_report
-from tests.quiet import as_a_user_runs_it, assert_no_native_log_lines
 
 
 def _model():
