@@ -96,12 +96,19 @@ def einsum_kernel_axes(equation: str) -> FanAxes:
     """Returns the fan axes of an `EinsumDense` kernel from its equation.
 
     Kernel axes contracted with the input are the input axes; those that
-    appear in the output are the output axes.
+    appear in the output only are the output axes. A kernel axis that
+    appears in both the input and the output indexes independent matrices
+    (`"abc,bcd->abd"` holds one `c x d` matrix per `b`): it is neither, so
+    `compute_fans` counts it as a receptive field in both fans. Keras's
+    `EinsumDense` counts such an axis as an output axis when it initializes
+    the kernel; see `compute_fans` for why the penalty does not.
 
     >>> einsum_kernel_axes("abc,cde->abde")  # MultiHeadAttention query
     ((0,), (1, 2))
     >>> einsum_kernel_axes("abcd,cde->abe")  # its output projection
     ((0, 1), (2,))
+    >>> einsum_kernel_axes("abc,bcd->abd")  # one matrix per b
+    ((1,), (2,))
 
     Returns:
         `(input_axes, output_axes)`, or `(None, None)` when either is empty.

@@ -39,23 +39,35 @@ def compute_fans(
     input_axes: Sequence[int] | None = None,
     output_axes: Sequence[int] | None = None,
 ) -> tuple[int, int]:
-    """Returns `(fan_in, fan_out)` of a kernel shape, as Keras initializers do.
+    """Returns `(fan_in, fan_out)` of a kernel shape.
 
-    Without axes, the rule of `keras.initializers.GlorotUniform` applies:
-    rank 0 gives `(1, 1)`; rank 1 `(n, n)`; rank 2 `(rows, columns)`; rank 3
-    and up treats all dimensions but the last two as a receptive field, so
+    Without axes, this is the rule of Keras's initializers
+    (`keras.initializers.GlorotUniform` and every `VarianceScaling`): rank 0
+    gives `(1, 1)`; rank 1 `(n, n)`; rank 2 `(rows, columns)`; rank 3 and up
+    treats all dimensions but the last two as a receptive field, so
     `fan_in = receptive_field * shape[-2]` and
     `fan_out = receptive_field * shape[-1]`.
 
     With `input_axes` and `output_axes`, `fan_in` is the product of the input
-    dimensions and `fan_out` that of the output dimensions; dimensions named
-    in neither act as a receptive field and multiply both. The default conv
-    rule is the case `input_axes=(-2,)`, `output_axes=(-1,)`.
+    dimensions and `fan_out` that of the output dimensions, and dimensions
+    named in neither act as a receptive field and multiply both: the conv
+    rule above is the case `input_axes=(-2,)`, `output_axes=(-1,)`. Where
+    every dimension is named (the `EinsumDense` projections of attention,
+    for example) this equals what Keras's initializers count with axes.
+    Where one is not, Keras (3.15 and newer, whose `VarianceScaling` takes
+    axes) leaves it out of both fans; here it multiplies both, so that
+    giving the conv rule's axes explicitly changes nothing, and so that a
+    kernel axis an `EinsumDense` equation shares between input and output
+    (one independent matrix per index, see `einsum_kernel_axes`) gets, under
+    the balanced scale, exactly the sum of the penalties its matrices would
+    get apart: `(n*a + n*b) / (n*a*b) = (a + b) / (a*b)`.
 
     >>> compute_fans((3, 3, 16, 32))
     (144, 288)
     >>> compute_fans((16, 4, 8), input_axes=(0,), output_axes=(1, 2))
     (16, 32)
+    >>> compute_fans((3, 3, 16, 32), input_axes=(2,), output_axes=(3,))
+    (144, 288)
 
     Args:
         shape: The kernel shape, a sequence of ints.
