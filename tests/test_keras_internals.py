@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from seen_train_function import SeenTrainFunction
 
 from keras_scaled_l2 import ScaledL2, _keras_internals
 
@@ -93,15 +94,6 @@ def test_keras_version_check():
             _keras_internals.check_keras_version(version)
 
 
-class _SeenStepFunction(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def on_train_begin(self, logs=None):
-        self.seen.append(self.model.train_function)
-
-
 def _fit(model, callbacks=()):
     x = np.random.default_rng(1).normal(size=(32, 6)).astype("float32")
     return model.fit(
@@ -131,7 +123,7 @@ def test_a_replaced_compute_loss_is_what_the_steps_call_until_restored():
 
 
 def test_step_functions_are_used_as_found_and_traced_anew_when_dropped():
-    model, seen = _model(), _SeenStepFunction()
+    model, seen = _model(), SeenTrainFunction()
     _fit(model, [seen])
     first = _keras_internals.step_functions(model)
     assert first[0] is seen.seen[-1] and first[0] is not None

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from logged import assert_parts_exact
 from reference import reference_penalty
+from seen_train_function import SeenTrainFunction
 
 from keras_scaled_l2 import PenaltyLogger, ScaledL1, ScaledL2
 
@@ -262,21 +263,12 @@ def test_one_instance_across_fits_and_a_recompile():
     assert third["penalty"][0] < first["penalty"][0]
 
 
-class _SeenTrainFunction(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def on_train_begin(self, logs=None):
-        self.seen.append(self.model.train_function)
-
-
 @pytest.mark.parametrize("fresh_logger", [False, True], ids=["same", "new"])
 def test_repeated_fits_reuse_their_step_functions(fresh_logger):
     # Attaching and detaching swap the traced step functions rather than
     # tracing new ones, unless the model was compiled again; a new logger
     # per fit (walk-forward retraining) reuses them as the same one does.
-    model, seen = _model(), _SeenTrainFunction()
+    model, seen = _model(), SeenTrainFunction()
     logger = PenaltyLogger()
 
     def logged():
