@@ -5,7 +5,6 @@ sound if each member ends exactly where it would have ended alone, which
 `test_members_train_as_if_alone` checks against plain Keras models.
 """
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -27,9 +26,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "lambda_transfer.py"
 RESULTS = ROOT / "benchmarks" / "results" / "lambda_transfer.json"
 
-spec = importlib.util.spec_from_file_location("lambda_transfer", SCRIPT)
-study = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(study)
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from transfer_study import grid, report, settings, summary, training  # noqa: E402
 
 
 def _alone(regularizer, weights, num_outputs, loss):
@@ -60,13 +58,13 @@ def test_members_train_as_if_alone(num_outputs):
     x = rng.normal(size=(96, 5)).astype("float32")
     if num_outputs == 1:
         y = rng.normal(size=(96,)).astype("float32")
-        group_loss, loss = study.group_mse, keras.losses.MeanSquaredError()
+        group_loss, loss = training.group_mse, keras.losses.MeanSquaredError()
     else:
         y = np.eye(3, dtype="float32")[rng.integers(0, 3, 96)]
-        group_loss = study.group_crossentropy
+        group_loss = training.group_crossentropy
         loss = keras.losses.CategoricalCrossentropy(from_logits=True)
     members = [ScaledL2(0.3, "none"), ScaledL2(3.0, "fan_in"), None]
-    group = study.build_group(members, 5, num_outputs, 8, 2, seed=1)
+    group = training.build_group(members, 5, num_outputs, 8, 2, seed=1)
     group.compile(optimizer=keras.optimizers.Adam(1e-2), loss=group_loss)
     layers = [
         [group.get_layer(f"member{m}_dense{p}") for p in range(3)]
@@ -97,8 +95,8 @@ def test_members_train_as_if_alone(num_outputs):
 
 def test_member_penalties_match_a_numpy_reference():
     members = [ScaledL2(0.5, "balanced"), ScaledL2(2.0, "size"), None]
-    group = study.build_group(members, 4, 1, 6, 2, seed=0)
-    got = study.member_penalties(group, len(members))
+    group = training.build_group(members, 4, 1, 6, 2, seed=0)
+    got = training.member_penalties(group, len(members))
     for index, regularizer in enumerate(members):
         kernels = [
             keras.ops.convert_to_numpy(
@@ -123,13 +121,13 @@ def test_data_losses_match_keras_losses():
     logits = rng.normal(size=(50, 2, 4)).astype("float32")
     crossentropy = keras.losses.CategoricalCrossentropy(from_logits=True)
     want = [float(crossentropy(y, logits[:, m])) for m in range(2)]
-    np.testing.assert_allclose(study.data_losses(y, logits), want, rtol=1e-5)
+    np.testing.assert_allclose(training.data_losses(y, logits), want, rtol=1e-5)
     target = rng.normal(size=50).astype("float32")
     predictions = rng.normal(size=(50, 2)).astype("float32")
     mse = keras.losses.MeanSquaredError()
     want = [float(mse(target, predictions[:, m])) for m in range(2)]
     np.testing.assert_allclose(
-        study.data_losses(target, predictions), want, rtol=1e-5
+        training.data_losses(target, predictions), want, rtol=1e-5
     )
 
 
@@ -138,10 +136,10 @@ def test_best_factor_finds_the_vertex_between_grid_points():
     factors = 10.0 ** np.arange(-4, 1, 0.5)
     vertex = -2.3
     losses = (np.log10(factors) - vertex) ** 2 + 1.0
-    best, at_edge = study.best_factor(factors, losses)
+    best, at_edge = summary.best_factor(factors, losses)
     assert not at_edge
     np.testing.assert_allclose(np.log10(best), vertex, atol=1e-9)
-    best, at_edge = study.best_factor(factors, np.arange(len(factors)))
+    best, at_edge = summary.best_factor(factors, np.arange(len(factors)))
     # Exact: at an edge the grid value itself is returned, not computed.
     assert at_edge and best == factors[0]
 
@@ -149,14 +147,16 @@ def test_best_factor_finds_the_vertex_between_grid_points():
 @pytest.mark.run_once
 def test_every_grid_has_eight_points_and_the_default():
     for data in ("synthetic", "digits"):
-        for scale in study.PLAIN_SCALES:
+        for scale in settings.PLAIN_SCALES:
             for num_examples in (False, True):
-                grid = study.factor_grid(scale, num_examples, data, study.FULL)
-                assert len(grid) >= 8
-                ratios = np.diff(np.log10(grid))
+                factors = grid.factor_grid(
+                    settings.Variant(scale, num_examples), data, settings.FULL
+                )
+                assert len(factors) >= 8
+                ratios = np.diff(np.log10(factors))
                 assert np.all(ratios > 0)
                 if not num_examples:
-                    assert study.DEFAULT_FACTOR in grid
+                    assert settings.DEFAULT_FACTOR in factors
 
 
 def _run(output, *extra):
@@ -191,21 +191,21 @@ def test_quick_run_resumes_and_summarizes(tmp_path):
     second = _run(tmp_path)
     trained_second = _trained(second)
     assert not any("digits" in line for line in trained_second)
-    expected = len(study.groups(study.QUICK))
+    expected = len(settings.groups(settings.QUICK))
     assert len(trained_first) + len(trained_second) == expected
 
     saved = json.loads((tmp_path / "lambda_transfer.json").read_text())
     assert (tmp_path / "lambda_transfer.png").stat().st_size > 10_000
-    keys = {study.record_key(r) for r in saved["records"]}
+    keys = {settings.Group.of_record(r).key for r in saved["records"]}
     assert len(keys) == expected
     for record in saved["records"]:
         assert record["penalty"] >= 0 and record["test_data_loss"] > 0
     assert_nested_close(
-        study.summarize(saved["records"], study.QUICK),
+        summary.summarize(saved["records"], settings.QUICK),
         saved["summary"],
         rel=SUMMARY_RTOL,
     )
-    table = study.format_tables(saved["summary"])
+    table = report.format_tables(saved["summary"])
     assert table in second
     for setup in saved["summary"]["setups"]:
         for row in setup["scales"]:
@@ -221,16 +221,16 @@ def test_readme_table_is_the_published_summary():
     # The README shows the tables rendered from the published summary,
     # character for character (text, not recomputed floats).
     readme = (ROOT / "README.md").read_text()
-    tables = study.format_tables(published["summary"]).split("\n\n")
+    tables = report.format_tables(published["summary"]).split("\n\n")
     assert len(tables) == 3
     for table in tables:
         assert table in readme
     # The published summary is what its records give, up to the last bits.
     assert_nested_close(
-        study.summarize(published["records"], study.FULL),
+        summary.summarize(published["records"], settings.FULL),
         published["summary"],
         rel=SUMMARY_RTOL,
     )
-    assert {study.record_key(r) for r in published["records"]} == {
-        study.group_key(g) for g in study.groups(study.FULL)
+    assert {settings.Group.of_record(r).key for r in published["records"]} == {
+        g.key for g in settings.groups(settings.FULL)
     }
