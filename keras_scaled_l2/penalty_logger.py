@@ -117,7 +117,8 @@ class PenaltyLogger(keras.callbacks.Callback):
         if session is None or not session.is_current(model):
             session = _Session.for_model(model, self.per_layer)
         self._session = session
-        session.attach()
+        if not session.attached:  # else another logger in this fit did
+            session.attach()
 
     def _detach(self):
         if self._session is not None and self._session.attached:

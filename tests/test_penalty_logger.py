@@ -292,6 +292,23 @@ def test_repeated_fits_reuse_their_step_functions(fresh_logger):
     assert seen.seen[-1] is not logged_1
 
 
+def test_two_loggers_in_one_fit_share_one_session_and_leave_the_model():
+    model = _model()
+    names = [m.name for m in model.metrics]
+    history = _fit(model, [PenaltyLogger(), PenaltyLogger()], epochs=1)
+    _assert_exact(history)
+    assert [m.name for m in model.metrics] == names
+    assert "compute_loss" not in vars(model)
+    # No step function traced with the logger is left on the model.
+    assert (model.train_function, model.test_function) == (None, None)
+    assert sorted(_fit(model, [], epochs=1)) == [
+        "loss",
+        "mse",
+        "val_loss",
+        "val_mse",
+    ]
+
+
 def test_a_model_with_a_logger_is_garbage_collected():
     # The traced step functions hold the model; kept beside it, they
     # would keep every model a logger ever saw alive.
