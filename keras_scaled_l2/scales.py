@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TypeGuard
 
-from keras_scaled_l2._validation import invalid_argument
+from keras_scaled_l2._validation import invalid_argument, validate_axes_pair
 
 SCALES: dict[str, Callable[[int, int, int], float]] = {
     "none": lambda fan_in, fan_out, size: 1.0,
@@ -79,21 +79,15 @@ def compute_fans(
     Returns:
         A tuple of two Python ints.
     """
-    shape = tuple(shape)
+    shape = tuple(int(dim) for dim in shape)
     rank = len(shape)
-    if input_axes is None:
+    input_axes, output_axes = validate_axes_pair(input_axes, output_axes)
+    if input_axes is None or output_axes is None:
         if rank == 0:
             return 1, 1
         if rank == 1:
             return shape[0], shape[0]
         input_axes, output_axes = (rank - 2,), (rank - 1,)
-    if output_axes is None:
-        raise invalid_argument(
-            "output_axes",
-            "a sequence of ints when `input_axes` is given "
-            f"(input_axes={input_axes!r})",
-            None,
-        )
     inputs = _normalize_axes(input_axes, shape, "input_axes")
     outputs = _normalize_axes(output_axes, shape, "output_axes")
     if set(inputs) & set(outputs):
@@ -126,13 +120,12 @@ def _normalize_axes(
     return tuple(axis % rank for axis in axes)
 
 
-@functools.lru_cache(maxsize=1024)
 def shape_multiplier(
-    shape: tuple[int | None, ...],
+    shape: Sequence[int | None],
     scale: str = "balanced",
     num_examples: int | None = None,
-    input_axes: tuple[int, ...] | None = None,
-    output_axes: tuple[int, ...] | None = None,
+    input_axes: Sequence[int] | None = None,
+    output_axes: Sequence[int] | None = None,
 ) -> float:
     """Returns `s(shape)` as a Python float, `num_examples` included.
 
@@ -146,7 +139,7 @@ def shape_multiplier(
     0.0005
 
     Args:
-        shape: The kernel shape, a tuple of ints (hashable).
+        shape: The kernel shape, a sequence of ints (`None` for unknown).
         scale: A key of `SCALES`. Defaults to `"balanced"`.
         num_examples: Optional training-set size `m`; multiplies the result
             by `1 / (2 * m)`. Defaults to `None`.
@@ -160,6 +153,23 @@ def shape_multiplier(
         ValueError: if the shape has unknown (`None`) dimensions and the
             scale needs them, or if the axes do not fit the shape.
     """
+    return _cached_multiplier(
+        tuple(None if dim is None else int(dim) for dim in shape),
+        scale,
+        num_examples,
+        None if input_axes is None else tuple(input_axes),
+        None if output_axes is None else tuple(output_axes),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_multiplier(
+    shape: tuple[int | None, ...],
+    scale: str,
+    num_examples: int | None,
+    input_axes: tuple[int, ...] | None,
+    output_axes: tuple[int, ...] | None,
+) -> float:
     multiplier = 1.0
     if scale != "none":
         if not _fully_known(shape):

@@ -196,3 +196,30 @@ def test_fans_with_axes_against_keras_initializers():
     keras_in, keras_out = _keras_fans((3, 3, 16, 32), **conv)
     assert (keras_in, keras_out) == pytest.approx((16, 32), rel=0.11)
     assert compute_fans((3, 3, 16, 32), **conv) == (9 * 16, 9 * 32)
+
+
+@pytest.mark.run_once
+def test_axes_may_be_any_sequence_and_dims_numpy_ints():
+    as_tuples = shape_multiplier((16, 4, 8), "fan_in", None, (0,), (1, 2))
+    as_lists = shape_multiplier([16, 4, 8], "fan_in", None, [0], [1, 2])
+    assert as_lists == as_tuples == 1 / 16
+    fans = compute_fans((np.int64(5),))
+    assert fans == (5, 5) and all(type(fan) is int for fan in fans)
+
+
+@pytest.mark.run_once
+@pytest.mark.parametrize(
+    "axes, missing, given",
+    [
+        ({"input_axes": (0,)}, "output_axes", "input_axes=(0,)"),
+        ({"output_axes": (1,)}, "input_axes", "output_axes=(1,)"),
+    ],
+)
+def test_one_axes_argument_alone_is_refused(axes, missing, given):
+    with pytest.raises(ValueError) as error:
+        compute_fans((4, 8), **axes)
+    assert str(error.value) == (
+        f"Invalid value for argument `{missing}`: expected a sequence of "
+        f"ints when `{given.split('=')[0]}` is given ({given}). "
+        f"Received: {missing}=None"
+    )
