@@ -79,6 +79,10 @@ def compute_fans(
     Returns:
         A tuple of two Python ints.
     """
+    if any(dim is None for dim in shape):
+        raise invalid_argument(
+            "shape", "a fully known shape (no `None` dimension)", tuple(shape)
+        )
     shape = tuple(int(dim) for dim in shape)
     rank = len(shape)
     input_axes, output_axes = validate_axes_pair(input_axes, output_axes)

@@ -223,3 +223,13 @@ def test_one_axes_argument_alone_is_refused(axes, missing, given):
         f"ints when `{given.split('=')[0]}` is given ({given}). "
         f"Received: {missing}=None"
     )
+
+
+@pytest.mark.run_once
+def test_fans_of_an_unknown_dimension_are_refused():
+    with pytest.raises(ValueError) as error:
+        compute_fans((None, 4))
+    assert str(error.value) == (
+        "Invalid value for argument `shape`: expected a fully known shape "
+        "(no `None` dimension). Received: shape=(None, 4)"
+    )
