@@ -21,8 +21,8 @@ def equivalent_factor(
     shape: Sequence[int],
     from_scale: str = "none",
     to_scale: str = "balanced",
-    input_axes: tuple[int, ...] | None = None,
-    output_axes: tuple[int, ...] | None = None,
+    input_axes: Sequence[int] | None = None,
+    output_axes: Sequence[int] | None = None,
 ) -> float:
     """The factor under `to_scale` that gives the same penalty on a kernel.
 
@@ -158,11 +158,11 @@ def _positive(num_examples: object) -> int:
 
 
 def _multiplier(
-    shape: tuple[int, ...],
+    shape: Sequence[int],
     scale: str,
     name: str,
-    input_axes: tuple[int, ...] | None,
-    output_axes: tuple[int, ...] | None,
+    input_axes: Sequence[int] | None,
+    output_axes: Sequence[int] | None,
 ) -> float:
     validate_choice(scale, name, tuple(SCALES))
     multiplier = shape_multiplier(shape, scale, None, input_axes, output_axes)

@@ -123,3 +123,13 @@ def test_keras_factor_from_lambda_is_the_textbook_cost():
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         call()
+
+
+def test_equivalent_factor_takes_axes_as_lists():
+    as_lists = equivalent_factor(
+        0.01, [16, 4, 8], "none", "fan_in", [0], [1, 2]
+    )
+    assert as_lists == equivalent_factor(
+        0.01, (16, 4, 8), "none", "fan_in", (0,), (1, 2)
+    )
+    assert as_lists == pytest.approx(0.01 * 16)
