@@ -76,8 +76,8 @@ def main():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(arguments.rows, 64)).astype("float32")
     y = rng.normal(size=(arguments.rows, 1)).astype("float32")
-    logger = PenaltyLogger(per_layer=arguments.per_layer)
     if arguments.mode == "same":
+        logger = PenaltyLogger(per_layer=arguments.per_layer)
         logged = make_fit(make_model(x), x, y, lambda: [logger])
     else:
         model = make_model(x)

@@ -47,7 +47,6 @@ def equivalent_factor(
         A Python float.
     """
     factor = validate_factor(factor, "factor")
-    shape = tuple(shape)
     s_from = _multiplier(
         shape, from_scale, "from_scale", input_axes, output_axes
     )

@@ -114,8 +114,7 @@ class PenaltyLogger(keras.callbacks.Callback):
                 stacklevel=2,
             )
             return
-        if session is None or not session.is_current(model):
-            session = _Session.for_model(model, self.per_layer)
+        session = _Session.for_model(model, self.per_layer)
         self._session = session
         if not session.attached:  # else another logger in this fit did
             session.attach()

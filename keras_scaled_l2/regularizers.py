@@ -64,7 +64,6 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
         Args:
             shape: The kernel shape, a sequence of ints.
         """
-        shape = tuple(None if dim is None else int(dim) for dim in shape)
         return shape_multiplier(
             shape,
             self.scale,

@@ -79,7 +79,7 @@ def compute_fans(
     Returns:
         A tuple of two Python ints.
     """
-    if any(dim is None for dim in shape):
+    if not _fully_known(tuple(shape)):
         raise invalid_argument(
             "shape", "a fully known shape (no `None` dimension)", tuple(shape)
         )

@@ -25,9 +25,9 @@ def pytest_report_header():
 def pytest_collection_modifyitems(config, items):
     if not os.environ.get(ONCE_ALREADY_RAN):
         return
-    ran = [item for item in items if item.get_closest_marker("run_once")]
+    ran, kept = [], []
+    for item in items:
+        (ran if item.get_closest_marker("run_once") else kept).append(item)
     if ran:
         config.hook.pytest_deselected(items=ran)
-        items[:] = [
-            item for item in items if not item.get_closest_marker("run_once")
-        ]
+        items[:] = kept
