@@ -114,29 +114,17 @@ def test_every_public_name_is_in_all():
 
 @pytest.mark.run_once
 @pytest.mark.parametrize(
-    "arguments", [["check", "."], ["format", "--check", "."]]
+    "tool",
+    [
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        ["mypy", "--config-file", "pyproject.toml"],
+    ],
+    ids=["ruff-check", "ruff-format", "mypy"],
 )
-def test_ruff_is_clean(arguments):
+def test_linters_and_type_checker_are_clean(tool):
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", *arguments],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-@pytest.mark.run_once
-def test_mypy_is_clean():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-        ],
+        [sys.executable, "-m", *tool],
         cwd=ROOT,
         capture_output=True,
         text=True,
