@@ -5,13 +5,13 @@ from __future__ import annotations
 import fnmatch
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 import keras
 
 from keras_scaled_l2 import _keras_internals
-from keras_scaled_l2._validation import invalid_argument
-from keras_scaled_l2.kernels import SUPPORTED_LAYERS, layer_kernels
+from keras_scaled_l2._validation import invalid_argument, validate_flag
+from keras_scaled_l2.kernels import SUPPORTED_LAYERS, Kernel, layer_kernels
 from keras_scaled_l2.regularizers import ScaledRegularizer
 
 _AXIS_FREE_SCALES = ("none", "size")
@@ -31,6 +31,7 @@ def attach_regularizer(
     regularizer: keras.regularizers.Regularizer | str | RegularizerFactory,
     include: LayerSelector | Iterable[LayerSelector] | None = None,
     exclude: LayerSelector | Iterable[LayerSelector] | None = None,
+    normalize_depth: bool = False,
 ) -> list[str]:
     """Attaches a weight penalty to every kernel of a built model.
 
@@ -77,6 +78,12 @@ def attach_regularizer(
             `ValueError`. Defaults to every supported layer.
         exclude: Optional list of selectors of layers to leave alone
             (with everything inside them). Defaults to none.
+        normalize_depth: Bool. If `True`, every attached penalty gets
+            `num_kernels=K`, the number of kernels penalised, so that the
+            model's total penalty is the factor times the mean over its
+            kernels rather than their sum, and one factor fits shallow and
+            deep models alike. Needs the package's regularizers. Defaults
+            to `False`.
 
     Returns:
         The paths of the kernels that got a penalty, in the order found.
@@ -84,26 +91,65 @@ def attach_regularizer(
     factory = _as_factory(regularizer)
     include = _selectors(include, "include")
     exclude = _selectors(exclude, "exclude")
+    normalize_depth = validate_flag(normalize_depth, "normalize_depth")
+    plan: list[_Assignment] = []
+    _walk(model, factory, include, exclude, include is None, plan)
+    if normalize_depth:
+        plan = _normalized_depth(plan)
     attached: list[str] = []
-    _walk(model, factory, include, exclude, include is None, attached)
+    for assignment in plan:
+        if assignment.attention is not None:
+            _keras_internals.set_attention_kernel_regularizer(
+                assignment.attention, assignment.regularizer
+            )
+        for kernel in assignment.kernels:
+            _set(kernel, assignment.regularizer, attached)
     _keras_internals.drop_step_functions(model)
     return attached
 
 
-def _walk(layer, factory, include, exclude, included, attached):
+class _Assignment(NamedTuple):
+    """One regularizer for some kernels (all four of an attention layer)."""
+
+    kernels: list[Kernel]
+    regularizer: keras.regularizers.Regularizer
+    attention: keras.layers.MultiHeadAttention | None = None
+
+
+def _normalized_depth(plan):
+    count = sum(len(a.kernels) for a in plan)
+    normalized = []
+    for assignment in plan:
+        regularizer = assignment.regularizer
+        if not isinstance(regularizer, ScaledRegularizer):
+            raise invalid_argument(
+                "normalize_depth",
+                "False with a regularizer other than ScaledL2, ScaledL1 or "
+                f"ScaledL1L2 (got {type(regularizer).__name__}); True needs "
+                "them, since only they carry `num_kernels` through a reload",
+                True,
+            )
+        config = {**regularizer.get_config(), "num_kernels": count}
+        normalized.append(
+            assignment._replace(regularizer=type(regularizer)(**config))
+        )
+    return normalized
+
+
+def _walk(layer, factory, include, exclude, included, plan):
     if exclude and _matches(layer, exclude):
         return
     explicit = bool(include) and _matches(layer, include, literal_only=True)
     included = included or (bool(include) and _matches(layer, include))
     if isinstance(layer, keras.layers.MultiHeadAttention):
         if included:
-            _attach_attention(layer, factory, explicit, attached)
+            _plan_attention(layer, factory, explicit, plan)
         return
     kernels = layer_kernels(layer)
     if kernels:
         if included:
             for kernel in kernels:
-                _attach(kernel, factory(kernel.layer, kernel.weight), attached)
+                _plan(kernel, factory(kernel.layer, kernel.weight), plan)
         return
     children = _keras_internals.sublayers(layer)
     if explicit and not children:
@@ -114,10 +160,10 @@ def _walk(layer, factory, include, exclude, included, attached):
             f"{', '.join(sorted(k.__name__ for k in SUPPORTED_LAYERS))}."
         )
     for child in children:
-        _walk(child, factory, include, exclude, included, attached)
+        _walk(child, factory, include, exclude, included, plan)
 
 
-def _attach(kernel, regularizer, attached):
+def _plan(kernel, regularizer, plan):
     if regularizer is None:
         return
     if (
@@ -130,7 +176,7 @@ def _attach(kernel, regularizer, attached):
             input_axes=kernel.input_axes, output_axes=kernel.output_axes
         )
         regularizer = type(regularizer).from_config(config)
-    _set(kernel, regularizer, attached)
+    plan.append(_Assignment([kernel], regularizer))
 
 
 def _set(kernel, regularizer, attached):
@@ -140,17 +186,14 @@ def _set(kernel, regularizer, attached):
     attached.append(kernel.weight.path)
 
 
-def _attach_attention(layer, factory, explicit, attached):
+def _plan_attention(layer, factory, explicit, plan):
     kernels = layer_kernels(layer)
     regularizers = [factory(k.layer, k.weight) for k in kernels]
     chosen = {id(r): r for r in regularizers}
     if len(chosen) == 1 and _axis_free(regularizers[0]):
         regularizer = regularizers[0]
-        if regularizer is None:
-            return
-        _keras_internals.set_attention_kernel_regularizer(layer, regularizer)
-        for kernel in kernels:
-            _set(kernel, regularizer, attached)
+        if regularizer is not None:
+            plan.append(_Assignment(kernels, regularizer, layer))
         return
     message = (
         f"MultiHeadAttention layer '{layer.name}' keeps one kernel "

@@ -40,6 +40,10 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             the layer's input. Given together with `output_axes`.
         output_axes: Optional tuple of ints, the kernel axes of the layer's
             output.
+        num_kernels: Optional positive int `K`, the number of kernels of the
+            model that carry this penalty; divides the penalty by `K`, so the
+            model's total is the factor times the mean over its kernels.
+            `attach_regularizer(..., normalize_depth=True)` sets it.
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
         num_examples: int | None = None,
         input_axes: Sequence[int] | None = None,
         output_axes: Sequence[int] | None = None,
+        num_kernels: int | None = None,
     ) -> None:
         self.scale = validate_choice(scale, "scale", tuple(SCALES))
         self.num_examples = validate_optional_positive_int(
@@ -57,20 +62,28 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
         self.input_axes, self.output_axes = validate_axes_pair(
             input_axes, output_axes
         )
+        self.num_kernels = validate_optional_positive_int(
+            num_kernels, "num_kernels"
+        )
 
     def multiplier(self, shape: Sequence[int | None]) -> float:
         """Returns `s(shape)` for this regularizer, as a Python float.
 
+        `num_examples` and `num_kernels` are included.
+
         Args:
             shape: The kernel shape, a sequence of ints.
         """
-        return shape_multiplier(
+        multiplier = shape_multiplier(
             shape,
             self.scale,
             self.num_examples,
             self.input_axes,
             self.output_axes,
         )
+        if self.num_kernels is not None:
+            multiplier /= self.num_kernels
+        return multiplier
 
     def __call__(self, x: Tensor) -> Tensor:
         multiplier = self.multiplier(x.shape)
@@ -95,6 +108,7 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             "num_examples": self.num_examples,
             "input_axes": _as_list(self.input_axes),
             "output_axes": _as_list(self.output_axes),
+            "num_kernels": self.num_kernels,
         }
 
     @classmethod
@@ -161,6 +175,12 @@ class ScaledL2(ScaledRegularizer):
             `None`.
         output_axes: Optional tuple of ints naming the kernel's output axes;
             given with `input_axes`. Defaults to `None`.
+        num_kernels: Optional positive int `K`, the number of kernels in the
+            model that carry this penalty; divides the penalty by `K`, so
+            that the model's total is `l2` times the mean over its kernels
+            and a deeper model is not penalised harder. Set it by hand, or
+            let `attach_regularizer(..., normalize_depth=True)` count.
+            Defaults to `None` (no division).
     """
 
     def __init__(
@@ -170,6 +190,7 @@ class ScaledL2(ScaledRegularizer):
         num_examples: int | None = None,
         input_axes: Sequence[int] | None = None,
         output_axes: Sequence[int] | None = None,
+        num_kernels: int | None = None,
     ) -> None:
         self.l2 = validate_factor(l2, "l2")
         super().__init__(
@@ -177,6 +198,7 @@ class ScaledL2(ScaledRegularizer):
             num_examples=num_examples,
             input_axes=input_axes,
             output_axes=output_axes,
+            num_kernels=num_kernels,
         )
 
     def _factors(self) -> dict[str, float]:
@@ -208,6 +230,8 @@ class ScaledL1(ScaledRegularizer):
             `None`.
         output_axes: Optional tuple of ints, see `ScaledL2`. Defaults to
             `None`.
+        num_kernels: Optional positive int, see `ScaledL2`. Defaults to
+            `None`.
     """
 
     def __init__(
@@ -217,6 +241,7 @@ class ScaledL1(ScaledRegularizer):
         num_examples: int | None = None,
         input_axes: Sequence[int] | None = None,
         output_axes: Sequence[int] | None = None,
+        num_kernels: int | None = None,
     ) -> None:
         self.l1 = validate_factor(l1, "l1")
         super().__init__(
@@ -224,6 +249,7 @@ class ScaledL1(ScaledRegularizer):
             num_examples=num_examples,
             input_axes=input_axes,
             output_axes=output_axes,
+            num_kernels=num_kernels,
         )
 
     def _factors(self) -> dict[str, float]:
@@ -258,6 +284,8 @@ class ScaledL1L2(ScaledRegularizer):
             `None`.
         output_axes: Optional tuple of ints, see `ScaledL2`. Defaults to
             `None`.
+        num_kernels: Optional positive int, see `ScaledL2`. Defaults to
+            `None`.
     """
 
     def __init__(
@@ -268,6 +296,7 @@ class ScaledL1L2(ScaledRegularizer):
         num_examples: int | None = None,
         input_axes: Sequence[int] | None = None,
         output_axes: Sequence[int] | None = None,
+        num_kernels: int | None = None,
     ) -> None:
         self.l1 = validate_factor(l1, "l1")
         self.l2 = validate_factor(l2, "l2")
@@ -276,6 +305,7 @@ class ScaledL1L2(ScaledRegularizer):
             num_examples=num_examples,
             input_axes=input_axes,
             output_axes=output_axes,
+            num_kernels=num_kernels,
         )
 
     def _factors(self) -> dict[str, float]:

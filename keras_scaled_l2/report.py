@@ -34,7 +34,7 @@ class PenaltyRow:
     shape: tuple[int, ...]
     fan_in: int
     fan_out: int
-    scale: str
+    scale: str  # "none/9": the scale, and `num_kernels` where set
     penalty: float
     share: float
 
@@ -244,6 +244,9 @@ def _fans(weight, regularizer, kernel):
 
 def _scale_name(regularizer):
     if isinstance(regularizer, ScaledRegularizer):
+        if regularizer.num_kernels is not None:
+            # `num_kernels` divides the penalty: say so beside the scale.
+            return f"{regularizer.scale}/{regularizer.num_kernels}"
         return regularizer.scale
     if isinstance(regularizer, _KERAS_SCALE_NONE):
         return "none"

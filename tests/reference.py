@@ -29,7 +29,12 @@ def reference_fans(shape, input_axes=None, output_axes=None):
 
 
 def reference_multiplier(
-    shape, scale, num_examples=None, input_axes=None, output_axes=None
+    shape,
+    scale,
+    num_examples=None,
+    input_axes=None,
+    output_axes=None,
+    num_kernels=None,
 ):
     fan_in, fan_out = reference_fans(shape, input_axes, output_axes)
     size = int(np.prod(shape, dtype=np.int64))
@@ -42,6 +47,8 @@ def reference_multiplier(
     }[scale]
     if num_examples is not None:
         multiplier /= 2.0 * num_examples
+    if num_kernels is not None:
+        multiplier /= num_kernels
     return multiplier
 
 
@@ -53,10 +60,11 @@ def reference_penalty(
     num_examples=None,
     input_axes=None,
     output_axes=None,
+    num_kernels=None,
 ):
     weights = np.asarray(weights, dtype=np.float64)
     multiplier = reference_multiplier(
-        weights.shape, scale, num_examples, input_axes, output_axes
+        weights.shape, scale, num_examples, input_axes, output_axes, num_kernels
     )
     return multiplier * (
         l1 * np.sum(np.abs(weights)) + l2 * np.sum(np.square(weights))

@@ -281,6 +281,54 @@ def test_attention_under_an_axis_free_scale_attaches_and_reloads(tmp_path):
     )
 
 
+RELOAD_PENALTIES = textwrap.dedent(
+    """
+    import json, sys
+    import keras
+    import keras_scaled_l2
+    model = keras.models.load_model(sys.argv[1])
+    print(json.dumps({
+        w.path: float(w.regularizer(w))
+        for w in model.trainable_weights if w.regularizer is not None
+    }))
+    """
+)
+
+
+def test_normalize_depth_divides_by_the_kernels_penalised(tmp_path):
+    model = _attention_model()
+    attached = attach_regularizer(
+        model, ScaledL2(0.01, scale="none"), normalize_depth=True
+    )
+    assert len(attached) == 5  # query, key, value, output, head
+    kernels = [w for w in model.trainable_weights if w.path in attached]
+    want = sum(
+        reference_penalty(keras.ops.convert_to_numpy(w), l2=0.01, scale="none")
+        for w in kernels
+    ) / len(attached)
+    assert float(keras.ops.sum(model.losses)) == pytest.approx(want, rel=1e-5)
+    assert {w.regularizer.num_kernels for w in kernels} == {5}
+    path = tmp_path / "normalized.keras"
+    model.save(path)
+    reloaded = run_json(["-c", RELOAD_PENALTIES, str(path)])
+    assert sorted(reloaded) == sorted(attached)
+    for weight in kernels:
+        assert reloaded[weight.path] == pytest.approx(
+            float(weight.regularizer(weight)), rel=1e-6
+        )
+
+
+def test_normalize_depth_needs_the_package_regularizers():
+    model = _attention_model()
+    with pytest.raises(ValueError) as error:
+        attach_regularizer(model, "l2", normalize_depth=True)
+    assert str(error.value).startswith(
+        "Invalid value for argument `normalize_depth`"
+    )
+    assert "got L2" in str(error.value)
+    assert model.losses == []
+
+
 @pytest.mark.parametrize(
     "equation, expected",
     [
@@ -301,6 +349,7 @@ def test_einsum_kernel_axes(equation, expected):
         ({"regularizer": 0.01}, "regularizer"),
         ({"regularizer": ScaledL2(), "include": [3]}, "include"),
         ({"regularizer": ScaledL2(), "exclude": [None]}, "exclude"),
+        ({"regularizer": ScaledL2(), "normalize_depth": 1}, "normalize_depth"),
     ],
 )
 def test_bad_arguments(kwargs, name):

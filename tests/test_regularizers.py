@@ -136,6 +136,16 @@ def test_layer_penalty_matches_numpy_reference(kind, scale, cls):
     assert got == pytest.approx(want, rel=1e-5)
 
 
+@pytest.mark.parametrize("scale", sorted(SCALES))
+@pytest.mark.parametrize("cls", list(FACTORS), ids=lambda c: c.__name__)
+def test_num_kernels_divides_the_penalty(cls, scale):
+    weight = np.random.default_rng(3).normal(size=(12, 5)).astype("float32")
+    regularizer = cls(**FACTORS[cls], scale=scale, num_kernels=6)
+    got = float(regularizer(weight))
+    want = reference_penalty(weight, **FACTORS[cls], scale=scale) / 6
+    assert got == pytest.approx(want, rel=1e-5)
+
+
 def test_einsum_dense_axes_differ_from_the_conv_rule():
     # The reason for `input_axes` / `output_axes`: with the conv rule this
     # (16, 4, 8) kernel would count fans of 64 and 128, not 16 and 32.

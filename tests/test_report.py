@@ -8,7 +8,13 @@ import pytest
 from quiet import as_a_user_runs_it, assert_no_native_log_lines
 from reference import reference_penalty
 
-from keras_scaled_l2 import SCALES, ScaledL1, ScaledL2, penalty_report
+from keras_scaled_l2 import (
+    SCALES,
+    ScaledL1,
+    ScaledL2,
+    attach_regularizer,
+    penalty_report,
+)
 
 
 def _model():
@@ -235,3 +241,19 @@ def test_inspect_custom_objects_and_the_import_option(tmp_path):
     )
     assert accepted.returncode == 0, accepted.stderr[-2000:]
     assert "total penalty:" in accepted.stdout
+
+
+def test_report_shows_the_kernel_count_beside_the_scale():
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)]
+    )
+    attach_regularizer(
+        model, ScaledL2(0.01, scale="none"), normalize_depth=True
+    )
+    rows = penalty_report(model).rows
+    assert [row.scale for row in rows] == ["none/2", "none/2"]
+    for row, weight in zip(rows, model.trainable_weights[::2], strict=True):
+        want = reference_penalty(
+            keras.ops.convert_to_numpy(weight), l2=0.01, scale="none"
+        )
+        assert row.penalty == pytest.approx(want / 2, rel=1e-5)

@@ -1,3 +1,5 @@
+import json
+import pathlib
 import textwrap
 
 import keras
@@ -16,6 +18,7 @@ CONFIGURED = [
     ScaledL1(0.02, scale="size", input_axes=(0,), output_axes=(1, 2)),
     ScaledL1L2(l1=0.1, l2=0.2, scale="fan_out", num_examples=7),
     ScaledL1L2(l2=0.3, input_axes=[-3], output_axes=[-2, -1]),
+    ScaledL2(0.001, scale="none", num_kernels=9),
 ]
 
 
@@ -43,6 +46,7 @@ def test_config_holds_plain_python_types():
         num_examples=np.int64(3),
         input_axes=(np.int64(0),),
         output_axes=(1,),
+        num_kernels=np.int64(5),
     ).get_config()
     assert config == {
         "l1": 0.5,
@@ -51,12 +55,11 @@ def test_config_holds_plain_python_types():
         "num_examples": 3,
         "input_axes": [0],
         "output_axes": [1],
+        "num_kernels": 5,
     }
-    assert [type(config[k]) for k in ("l1", "l2", "num_examples")] == [
-        float,
-        float,
-        int,
-    ]
+    assert [
+        type(config[k]) for k in ("l1", "l2", "num_examples", "num_kernels")
+    ] == [float, float, int, int]
     assert type(config["input_axes"][0]) is int
 
 
@@ -132,3 +135,34 @@ def test_saved_model_reloads_in_a_fresh_process(tmp_path, extension):
         reloaded["penalties"], [float(p) for p in model.losses], rtol=1e-6
     )
     assert reloaded["regularizers"] == REGULARIZER_CLASSES
+
+
+SAVED_BY_0_1_0 = pathlib.Path(__file__).parent / "data"
+PENALTIES_BY_PATH = textwrap.dedent(
+    """
+    import json, sys
+    import keras
+    import keras_scaled_l2
+    model = keras.models.load_model(sys.argv[1])
+    print(json.dumps({
+        w.path: float(w.regularizer(w))
+        for w in model.weights if w.regularizer is not None
+    }))
+    """
+)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_models_saved_by_0_1_0_reload_with_their_penalties(suffix):
+    # Saved by version 0.1.0, before `num_kernels` existed; the penalties
+    # were recorded by that version when it saved them.
+    recorded = json.loads((SAVED_BY_0_1_0 / "saved_by_0.1.0.json").read_text())[
+        "penalties"
+    ]
+    path = SAVED_BY_0_1_0 / f"saved_by_0.1.0{suffix}"
+    reloaded = run_json(["-c", PENALTIES_BY_PATH, str(path)])
+    assert sorted(reloaded) == sorted(recorded)
+    for name, penalty in recorded.items():
+        # Recomputed from the same float32 weights: equal up to the last
+        # bits that another processor's kernels may round differently.
+        assert reloaded[name] == pytest.approx(penalty, rel=1e-6, abs=1e-12)

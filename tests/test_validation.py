@@ -87,10 +87,11 @@ def test_bad_scale(cls, value, shown):
         ("1000", "'1000'"),
     ],
 )
-def test_bad_num_examples(cls, value, shown):
-    assert _error(cls, num_examples=value) == (
-        "Invalid value for argument `num_examples`: expected a positive "
-        f"integer or None. Received: num_examples={shown}"
+@pytest.mark.parametrize("name", ["num_examples", "num_kernels"])
+def test_bad_counts(cls, value, shown, name):
+    assert _error(cls, **{name: value}) == (
+        f"Invalid value for argument `{name}`: expected a positive "
+        f"integer or None. Received: {name}={shown}"
     )
 
 
