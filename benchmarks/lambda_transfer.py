@@ -48,9 +48,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras
-from transfer_study.report import format_tables, plot
 from transfer_study.settings import FULL, QUICK, Group, groups
-from transfer_study.summary import summarize
 from transfer_study.training import train_group
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -92,6 +90,8 @@ def main(argv=None):
     arguments.output.mkdir(parents=True, exist_ok=True)
     path = arguments.output / "lambda_transfer.json"
     if arguments.table:
+        from transfer_study.report import format_tables
+
         print(format_tables(json.loads(path.read_text())["summary"]))
         return
     records = [] if arguments.restart else load_records(path, mode)
@@ -118,6 +118,9 @@ def main(argv=None):
         )
     if arguments.only:
         return
+    from transfer_study.report import format_tables, plot
+    from transfer_study.summary import summarize
+
     summary = summarize(records, settings)
     write(path, {**base, "records": records, "summary": summary})
     plot(summary, settings, arguments.output / "lambda_transfer.png")

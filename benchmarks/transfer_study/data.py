@@ -1,16 +1,21 @@
-"""The study's two data sets: synthetic low-signal tabular, and digits."""
+"""The study's two data sets: synthetic low-signal tabular, and diabetes."""
 
 import numpy as np
 
 from keras_scaled_l2.datasets import make_low_signal_tabular
-from transfer_study.settings import DIGITS_TRAIN_ROWS
+from transfer_study.settings import DIABETES_TRAIN_ROWS
 
 
 def load_data(name, num_train, settings):
-    """Returns `(x_train, y_train), (x_test, y_test)`; `y` one-hot if digits.
+    """Returns `(x_train, y_train), (x_test, y_test)`, float32.
 
     The test set does not depend on `num_train`: a smaller training set is
     the first rows of the larger one.
+
+    `"diabetes"` is scikit-learn's bundled diabetes regression (442
+    patients, 10 features: a small, noisy tabular set), split once with a
+    fixed seed; features and target are standardized with the statistics
+    of the full training split, so both sizes see the same units.
     """
     if name == "synthetic":
         largest = max(settings.num_train["synthetic"])
@@ -22,11 +27,18 @@ def load_data(name, num_train, settings):
             seed=0,
         )
         return (x[:num_train], y[:num_train]), test
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_diabetes
 
-    digits = load_digits()
-    x = (digits.data / 16.0).astype("float32")
-    y = np.eye(10, dtype="float32")[digits.target]
+    x, y = load_diabetes(return_X_y=True)
     order = np.random.default_rng(0).permutation(len(x))
-    train, test = order[:DIGITS_TRAIN_ROWS], order[DIGITS_TRAIN_ROWS:]
-    return (x[train[:num_train]], y[train[:num_train]]), (x[test], y[test])
+    train, test = order[:DIABETES_TRAIN_ROWS], order[DIABETES_TRAIN_ROWS:]
+    x_mean, x_std = x[train].mean(axis=0), x[train].std(axis=0)
+    y_mean, y_std = y[train].mean(), y[train].std()
+
+    def standardized(rows):
+        return (
+            ((x[rows] - x_mean) / x_std).astype("float32"),
+            ((y[rows] - y_mean) / y_std).astype("float32"),
+        )
+
+    return standardized(train[:num_train]), standardized(test)

@@ -3,26 +3,46 @@
 import math
 
 from keras_scaled_l2.scales import shape_multiplier
-from transfer_study.settings import DEFAULT_FACTOR
+from transfer_study.settings import (
+    DEFAULT_FACTOR,
+    KERAS_ADAMW_DEFAULT,
+    num_kernels,
+)
+
+
+def multiplier(variant, width, depth, num_train):
+    """What the variant multiplies its factor by on a hidden kernel."""
+    if variant.decoupled:
+        value = 1.0
+    else:
+        value = shape_multiplier(
+            (width, width),
+            variant.scale,
+            num_train if variant.num_examples else None,
+        )
+    if variant.normalize_depth:
+        value /= num_kernels(depth)
+    return value
 
 
 def factor_grid(variant, data, settings):
     """Half-decade grid around the factor that matches `none` at center.
 
-    The center gives the reference model's hidden kernels the penalty that
-    `none` gives them at `settings.center[data]`; `half_decades` points on
-    each side, plus the default 0.01 for the plain scales. The grid does
-    not depend on the model or the data size, so a factor chosen on one
+    The center gives the reference model's hidden kernels the penalty (or
+    decay) that `none` (or `adamw`) gives them at `settings.center`;
+    `half_decades` points on each side, plus the default (0.01 for the
+    coupled penalties, Keras AdamW's 0.004 for the decay). The grid does not
+    depend on the model or the data size, so a factor chosen on one
     configuration can be looked up on every other.
     """
-    width = settings.reference[0]
-    num_examples = settings.num_train[data][0] if variant.num_examples else None
-    multiplier = shape_multiplier((width, width), variant.scale, num_examples)
-    middle = round(2 * math.log10(settings.center[data] / multiplier))
+    kind = "decay" if variant.decoupled else "l2"
+    width, depth = settings.reference
+    scaled = multiplier(variant, width, depth, settings.num_train[data][0])
+    middle = round(2 * math.log10(settings.center[kind][data] / scaled))
     steps = range(
         middle - settings.half_decades, middle + settings.half_decades + 1
     )
     grid = {float(f"{10 ** (k / 2):.6g}") for k in steps}
     if not variant.num_examples:
-        grid.add(DEFAULT_FACTOR)
+        grid.add(KERAS_ADAMW_DEFAULT if variant.decoupled else DEFAULT_FACTOR)
     return sorted(grid)

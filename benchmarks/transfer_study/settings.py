@@ -3,16 +3,17 @@
 import dataclasses
 from typing import NamedTuple
 
-from keras_scaled_l2.scales import SCALES
-
-PLAIN_SCALES = tuple(SCALES)
 DEFAULT_FACTOR = 0.01  # ScaledL2's default, and keras's own `L2(0.01)`
+KERAS_ADAMW_DEFAULT = 0.004  # keras.optimizers.AdamW's `weight_decay`
 AXES = ("width", "depth", "data size")
-SETUPS = (("synthetic", "adam"), ("synthetic", "sgd"), ("digits", "adam"))
+DATA_SETS = ("synthetic", "diabetes")
+OPTIMIZERS = ("adam", "sgd", "adamw")
+"""Adam and SGD + momentum with coupled penalties; AdamW with decay."""
+SETUPS = tuple((data, opt) for data in DATA_SETS for opt in OPTIMIZERS)
 """(data set, optimizer) pairs."""
 
-DIGITS_TRAIN_ROWS = 1347
-"""scikit-learn's digits: 1797 images, 1347 for training, 450 for test."""
+DIABETES_TRAIN_ROWS = 331
+"""scikit-learn's diabetes: 442 patients, 331 for training, 111 for test."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,41 +26,47 @@ class Settings:
     seeds: tuple
     epochs: dict  # per data set
     num_train: dict  # per data set: (sweep size, the other size)
+    batch_size: dict  # per data set
     num_test: int  # synthetic test rows
     signal: float  # of the synthetic data
-    batch_size: int
-    half_decades: int  # grid points on each side of a scale's center
-    center: dict  # per data set, the grid center of `none`; see grid.py
+    half_decades: int  # grid points on each side of a variant's center
+    center: dict  # per penalty kind (l2, decay) and data set; see grid.py
 
 
 FULL = Settings(
     widths=(64, 256, 1024),
     depths=(2, 4, 8),
     reference=(256, 4),
-    seeds=(0, 1, 2),
-    epochs={"synthetic": 10, "digits": 12},
+    seeds=(0, 1, 2, 3, 4),
+    epochs={"synthetic": 10, "diabetes": 30},
     num_train={
         "synthetic": (2000, 500),
-        "digits": (DIGITS_TRAIN_ROWS, round(DIGITS_TRAIN_ROWS / 4)),
+        "diabetes": (DIABETES_TRAIN_ROWS, round(DIABETES_TRAIN_ROWS / 4)),
     },
+    batch_size={"synthetic": 64, "diabetes": 32},
     num_test=4000,
     signal=0.5,
-    batch_size=64,
     half_decades=4,
-    center={"synthetic": 1e-3, "digits": 10**-3.5},
+    center={
+        "l2": {"synthetic": 1e-3, "diabetes": 10**-1.5},
+        "decay": {"synthetic": 10**0.5, "diabetes": 10**0.5},
+    },
 )
 QUICK = Settings(
     widths=(8, 16, 32),
     depths=(1, 2, 3),
     reference=(16, 2),
-    seeds=(0,),
-    epochs={"synthetic": 1, "digits": 1},
-    num_train={"synthetic": (256, 64), "digits": (256, 64)},
+    seeds=(0, 1),
+    epochs={"synthetic": 1, "diabetes": 1},
+    num_train={"synthetic": (256, 64), "diabetes": (256, 64)},
+    batch_size={"synthetic": 64, "diabetes": 32},
     num_test=256,
     signal=0.5,
-    batch_size=64,
-    half_decades=1,
-    center={"synthetic": 1e-3, "digits": 1e-3},
+    half_decades=2,
+    center={
+        "l2": {"synthetic": 1e-3, "diabetes": 1e-2},
+        "decay": {"synthetic": 1.0, "diabetes": 1.0},
+    },
 )
 
 
@@ -86,19 +93,53 @@ class Group(NamedTuple):
 
 
 class Variant(NamedTuple):
-    """A scale, with or without `num_examples` (the training-set size)."""
+    """One way to set the penalty from a factor.
+
+    `scale` is a `ScaledL2` scale (coupled L2, under Adam or SGD), or
+    `"decay"`: the factor is AdamW's `weight_decay`, as Keras applies it
+    (every variable, biases included). `normalize_depth` divides the factor
+    by the number of kernels, as `attach_regularizer(..., normalize_depth=
+    True)` does; `num_examples` passes the training-set size to `ScaledL2`.
+    """
 
     scale: str
-    num_examples: bool
+    normalize_depth: bool = False
+    num_examples: bool = False
 
     @property
     def name(self):
-        return f"{self.scale}+num_examples" if self.num_examples else self.scale
+        name = "adamw" if self.scale == "decay" else self.scale
+        if self.normalize_depth:
+            name += "/kernels"
+        if self.num_examples:
+            name += "+num_examples"
+        return name
+
+    @property
+    def decoupled(self):
+        return self.scale == "decay"
 
 
-PLAIN_VARIANTS = tuple(Variant(scale, False) for scale in PLAIN_SCALES)
-DATA_SIZE_VARIANTS = tuple(Variant(scale, True) for scale in PLAIN_SCALES)
-VARIANTS = PLAIN_VARIANTS + DATA_SIZE_VARIANTS
+L2_VARIANTS = (
+    Variant("none"),
+    Variant("balanced"),
+    Variant("none", normalize_depth=True),
+)
+"""Coupled L2: keras's own `L2`, the package's 0.1 default, and the rule."""
+DECAY_VARIANTS = (Variant("decay"), Variant("decay", normalize_depth=True))
+DATA_SIZE_VARIANTS = (Variant("none", num_examples=True),)
+"""`num_examples` only rescales the factor at a fixed data size."""
+
+
+def plain_variants(optimizer):
+    """The variants trained on every configuration of a setup."""
+    return DECAY_VARIANTS if optimizer == "adamw" else L2_VARIANTS
+
+
+def summarized_variants(optimizer):
+    if optimizer == "adamw":
+        return DECAY_VARIANTS
+    return L2_VARIANTS + DATA_SIZE_VARIANTS
 
 
 def configurations(settings):
@@ -118,17 +159,25 @@ def configurations(settings):
 def groups(settings):
     return [
         Group(*config, seed)
-        for config in configurations(settings)
         for seed in settings.seeds
+        for config in configurations(settings)
     ]
 
 
 def variants_of(group, settings):
     """The variants trained in this group.
 
-    `num_examples` only rescales the factor at a fixed data size, so its
-    variants are trained on the reference model only, at both sizes.
+    The `num_examples` variants are trained on the reference model only, at
+    both sizes: they are compared along the data-size axis alone.
     """
+    plain = plain_variants(group.optimizer)
+    if group.optimizer == "adamw":
+        return plain
     if (group.width, group.depth) != tuple(settings.reference):
-        return PLAIN_VARIANTS
-    return VARIANTS
+        return plain
+    return plain + DATA_SIZE_VARIANTS
+
+
+def num_kernels(depth):
+    """Penalised kernels of an MLP of `depth` hidden layers."""
+    return depth + 1

@@ -5,50 +5,68 @@ import numpy as np
 from transfer_study.settings import (
     AXES,
     DEFAULT_FACTOR,
-    PLAIN_SCALES,
+    KERAS_ADAMW_DEFAULT,
+    L2_VARIANTS,
     SETUPS,
-    VARIANTS,
+    plain_variants,
+    summarized_variants,
 )
+
+BOOTSTRAP_SAMPLES = 1000
+TARGET_DRIFT = 2.0
+FIT_HALF_WIDTH = 2
+"""Grid points on each side of the lowest mean loss that the parabola fits."""
 
 
 def best_factor(factors, losses):
-    """`(best, at_edge)`: the argmin refined by a parabola in log10."""
+    """`(best, at_edge)`: the vertex of a parabola in log10(factor).
+
+    The parabola is fitted by least squares to the mean test losses at the
+    lowest one and `FIT_HALF_WIDTH` grid points on each side (fewer at the
+    grid's ends; diverged runs left out), and its vertex is kept within one
+    grid step of the lowest point. When the lowest point is a grid end the
+    end itself is returned, flagged: the best factor may lie beyond.
+    """
+    losses = np.asarray(losses, dtype=float)
     logs = np.log10(factors)
     index = int(np.argmin(losses))
     if index in (0, len(losses) - 1):
         return float(factors[index]), True
-    left, middle, right = losses[index - 1 : index + 2]
-    curvature = left - 2 * middle + right
-    offset = 0.0 if curvature <= 0 else 0.5 * (left - right) / curvature
-    step = logs[index + 1] - logs[index]
-    return float(10 ** (logs[index] + np.clip(offset, -1, 1) * step)), False
+    window = slice(max(index - FIT_HALF_WIDTH, 0), index + FIT_HALF_WIDTH + 1)
+    x, y = logs[window], losses[window]
+    finite = np.isfinite(y)
+    curvature, slope, _ = np.polyfit(x[finite], y[finite], 2)
+    low, high = logs[index - 1], logs[index + 1]
+    vertex = -slope / (2 * curvature) if curvature > 0 else logs[index]
+    return float(10 ** np.clip(vertex, low, high)), False
 
 
-def curve(records, config, variant_name):
-    """Mean over seeds per factor: `(factors, loss, metric, collapse)`.
+def seed_losses(records, config, variant_name):
+    """`(factors, losses, metrics, collapsed)`, one row per seed.
 
-    `config` holds the `Group` fields but the seed, by name.
+    `config` holds the `Group` fields but the seed, by name. A diverged run
+    (NaN loss) counts as the worst possible.
     """
     chosen = [
         r
         for r in records
-        if all(r[field] == value for field, value in config.items())
-        and r["variant"] == variant_name
+        if r["variant"] == variant_name
+        and all(r[field] == value for field, value in config.items())
     ]
-    factors = sorted({r["factor"] for r in chosen})
-    by_factor = [[r for r in chosen if r["factor"] == f] for f in factors]
-    # A diverged run (NaN loss) counts as the worst possible.
-    return (
-        np.array(factors),
-        np.nan_to_num(
-            [np.mean([r["test_data_loss"] for r in rs]) for rs in by_factor],
-            nan=np.inf,
-        ),
-        np.array(
-            [np.mean([r["test_metric"] or 0.0 for r in rs]) for rs in by_factor]
-        ),
-        np.array([np.mean([r["collapsed"] for r in rs]) for rs in by_factor]),
+    factors = np.array(sorted({r["factor"] for r in chosen}))
+    seeds = sorted({r["seed"] for r in chosen})
+    shape = (len(seeds), len(factors))
+    losses, metrics, collapsed = (
+        np.full(shape, np.inf),
+        np.zeros(shape),
+        (np.zeros(shape)),
     )
+    for r in chosen:
+        at = seeds.index(r["seed"]), int(np.searchsorted(factors, r["factor"]))
+        losses[at] = np.nan_to_num(r["test_data_loss"], nan=np.inf)
+        metrics[at] = r["test_metric"] or 0.0
+        collapsed[at] = r["collapsed"]
+    return factors, losses, metrics, collapsed
 
 
 def axis_configs(data, optimizer, settings):
@@ -75,103 +93,154 @@ def axis_configs(data, optimizer, settings):
 
 
 def summarize(records, settings):
-    """Best factors, drifts, the cost of reusing a factor, collapse rates.
+    """Best factors and their drift, with intervals; reuse; collapse.
 
     Per setup (data set and optimizer) and variant, for each axis (width,
-    depth, data size; data size only for the `num_examples` variants):
-    `best_factors` of the configurations along the axis (smallest model
-    first), `at_edge` (the best is a grid end, so the drift is a lower
-    bound), `drift` (largest / smallest best factor), the lowest mean test
-    data loss of each configuration and the test metric there, and the
-    reuse of the smallest model's best grid factor on the largest model:
-    `reused_loss_increase` (relative) and `reused_metric_change`, both
-    against the largest model's own best grid factor. Per setup and depth,
-    the share of seeds collapsed at factor 0.01 under each plain scale.
-    `overall_drift`: per variant, the geometric mean of its drifts;
-    `worst_reused_metric_change`: its most negative metric change.
+    depth, data size; data size only for the `num_examples` variant):
+
+    - `best_factors` of the configurations along the axis (smallest model
+      first), located on the mean test data loss over the seeds by
+      `best_factor`, and `at_edge` (the best is a grid end, so a drift is a
+      bound only);
+    - `drift` (largest / smallest best factor) and `drift_interval`, the
+      95 % bootstrap interval of the drift: seeds are resampled with
+      replacement, independently per configuration;
+    - `best_test_data_loss` per configuration (the lowest mean over the
+      grid) and `depth_of_minimum`: how far, relative, the loss at the grid
+      ends lies above it (the smaller end's);
+    - reusing the smallest model's best grid factor on the largest:
+      `reused_loss_increase` (relative) and `reused_metric_change`, both
+      against the largest model's own best grid factor.
+
+    Per setup and depth, the share of seeds collapsed at each variant's
+    default factor. Over setups: `worst_drift` per variant (its largest
+    drift over every setup and axis it is trained on), `worst_drift_upper`
+    (the largest upper interval end) and `worst_reused_loss_increase`;
+    `recommended`: the coupled variant whose worst drift over Adam and SGD,
+    on both data sets and all three axes, is smallest.
     """
-    summary = {"setups": []}
+    rng = np.random.default_rng(0)
+    setups = []
     for data, optimizer in SETUPS:
         configs_by_axis = axis_configs(data, optimizer, settings)
         scales = []
-        for variant in VARIANTS:
+        for variant in summarized_variants(optimizer):
             row = {"variant": variant.name}
             for axis, configs in configs_by_axis.items():
                 if variant.num_examples and axis != "data size":
                     continue
-                curves = [curve(records, c, variant.name) for c in configs]
-                row[axis] = _axis_entry(curves)
+                curves = [
+                    seed_losses(records, c, variant.name) for c in configs
+                ]
+                row[axis] = _axis_entry(curves, rng)
             scales.append(row)
-        summary["setups"].append(
+        setups.append(
             {
                 "data": data,
                 "optimizer": optimizer,
                 "scales": scales,
                 "collapse_at_default_by_depth": _collapse_by_depth(
-                    records, configs_by_axis["depth"], settings
+                    records, configs_by_axis["depth"], optimizer
                 ),
             }
         )
-    setups = summary["setups"]
-    summary["overall_drift"] = _over_all_axes(setups, "drift", _geometric_mean)
-    summary["worst_reused_metric_change"] = _over_all_axes(
-        setups, "reused_metric_change", min
+    summary = {"setups": setups}
+    summary["worst_drift"] = _over_setups(setups, "drift", max)
+    summary["worst_drift_upper"] = _over_setups(
+        setups, "drift_interval", lambda values: max(v[1] for v in values)
     )
+    summary["worst_reused_loss_increase"] = _over_setups(
+        setups, "reused_loss_increase", max
+    )
+    summary["recommended"] = _recommended(summary)
     return summary
 
 
-def _axis_entry(curves):
+def _axis_entry(curves, rng):
     """One variant along one axis; see `summarize`."""
-    bests = [best_factor(factors, loss) for factors, loss, _, _ in curves]
+    means = [
+        (f, losses.mean(axis=0), m.mean(axis=0)) for f, losses, m, _ in curves
+    ]
+    bests = [best_factor(factors, loss) for factors, loss, _ in means]
     factors = [best for best, _ in bests]
-    small, large = curves[0], curves[-1]
+    drifts = [
+        _drift(
+            [
+                best_factor(
+                    f,
+                    losses[rng.integers(0, len(losses), len(losses))].mean(
+                        axis=0
+                    ),
+                )[0]
+                for f, losses, _, _ in curves
+            ]
+        )
+        for _ in range(BOOTSTRAP_SAMPLES)
+    ]
+    small, large = means[0], means[-1]
     reused = small[0][int(np.argmin(small[1]))]
     at = int(np.flatnonzero(large[0] == reused)[0])
     best_at = int(np.argmin(large[1]))
-    lowest = [int(np.argmin(c[1])) for c in curves]
+    lowest = [float(np.min(loss)) for _, loss, _ in means]
     return {
         "best_factors": factors,
         "at_edge": [edge for _, edge in bests],
-        "best_test_data_loss": [
-            float(c[1][i]) for c, i in zip(curves, lowest, strict=True)
+        "drift": _drift(factors),
+        "drift_interval": [
+            float(q) for q in np.percentile(drifts, [2.5, 97.5])
         ],
-        "best_test_metric": [
-            float(c[2][i]) for c, i in zip(curves, lowest, strict=True)
+        "best_test_data_loss": lowest,
+        "depth_of_minimum": [
+            float(min(loss[0], loss[-1]) / low - 1)
+            for (_, loss, _), low in zip(means, lowest, strict=True)
         ],
-        "drift": max(factors) / min(factors),
         "reused_factor": float(reused),
         "reused_loss_increase": float(large[1][at] / large[1][best_at] - 1),
         "reused_metric_change": float(large[2][at] - large[2][best_at]),
     }
 
 
-def _collapse_by_depth(records, depth_configs, settings):
-    """Per depth and plain scale, the share of seeds collapsed at 0.01."""
+def _drift(factors):
+    return float(max(factors) / min(factors))
+
+
+def _collapse_by_depth(records, depth_configs, optimizer):
+    """Per depth and variant, the share of seeds collapsed at the default."""
     collapse = {}
     for config in depth_configs:
         rates = {}
-        for scale in PLAIN_SCALES:
-            factors, _, _, collapsed = curve(records, config, scale)
-            rates[scale] = float(
-                collapsed[int(np.flatnonzero(factors == DEFAULT_FACTOR)[0])]
+        for variant in plain_variants(optimizer):
+            factors, _, _, collapsed = seed_losses(
+                records, config, variant.name
             )
+            default = (
+                KERAS_ADAMW_DEFAULT if variant.decoupled else DEFAULT_FACTOR
+            )
+            index = int(np.flatnonzero(factors == default)[0])
+            rates[variant.name] = float(collapsed[:, index].mean())
         collapse[str(config["depth"])] = rates
     return collapse
 
 
-def _over_all_axes(setups, field, reduce):
+def _over_setups(setups, field, reduce):
     """Per variant, `reduce` of `field` over every setup and axis."""
-    result = {}
-    for variant in VARIANTS:
-        rows = [
-            next(r for r in setup["scales"] if r["variant"] == variant.name)
-            for setup in setups
-        ]
-        result[variant.name] = reduce(
-            [row[axis][field] for row in rows for axis in AXES if axis in row]
-        )
-    return result
+    values = {}
+    for setup in setups:
+        for row in setup["scales"]:
+            values.setdefault(row["variant"], []).extend(
+                row[axis][field] for axis in AXES if axis in row
+            )
+    return {name: reduce(found) for name, found in values.items()}
 
 
-def _geometric_mean(values):
-    return float(np.exp(np.mean(np.log(values))))
+def _recommended(summary):
+    """The coupled variant with the smallest worst drift, and how far."""
+    worst = summary["worst_drift"]
+    name = min((v.name for v in L2_VARIANTS), key=worst.__getitem__)
+    return {
+        "variant": name,
+        "worst_drift": worst[name],
+        "worst_drift_upper": summary["worst_drift_upper"][name],
+        "within_target": worst[name] <= TARGET_DRIFT,
+        "target": TARGET_DRIFT,
+    }

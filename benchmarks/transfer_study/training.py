@@ -4,7 +4,9 @@ Runs sharing a data set, optimizer, architecture, training-set size and
 seed (which sets the initial weights and the batch order) are trained
 together: the loss is the sum of the members' losses, so each member gets
 exactly its own gradient and (Adam and SGD being elementwise) its own
-update, as if trained alone; `tests/test_lambda_transfer.py` checks this.
+update, as if trained alone; under AdamW each member's variables decay at
+the member's own rate (`MemberAdamW`). `tests/test_lambda_transfer.py`
+checks both against plain Keras models.
 All members of a group start from the same initial weights, so factors are
 compared on equal terms.
 """
@@ -21,10 +23,36 @@ from keras_scaled_l2.datasets import rank_correlation
 from keras_scaled_l2.demo import COLLAPSE_RATIO
 from transfer_study.data import load_data
 from transfer_study.grid import factor_grid
-from transfer_study.settings import variants_of
+from transfer_study.settings import num_kernels, variants_of
 
-LEARNING_RATES = {"adam": 1e-3, "sgd": 1e-2}
+LEARNING_RATES = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2}
 SGD_MOMENTUM = 0.9
+
+
+class MemberAdamW(keras.optimizers.Adam):
+    """Keras's AdamW, with one `weight_decay` per member of a group.
+
+    `decays[i]` is member `i`'s decay: each variable of a layer named
+    `member{i}_...` is multiplied by `1 - learning_rate * decays[i]` before
+    the Adam step, as `keras.optimizers.AdamW` does with its one rate.
+    """
+
+    def __init__(self, learning_rate, decays):
+        super().__init__(learning_rate)
+        self.decays = list(decays)
+
+    def _apply_weight_decay(self, variables):
+        for variable in variables:
+            decay = self.decays[member_index(variable.path.split("/")[-2])]
+            if decay:
+                lr = ops.cast(self.learning_rate, variable.dtype)
+                rate = ops.cast(decay, variable.dtype)
+                variable.assign(variable - variable * rate * lr)
+
+
+def member_index(layer_name):
+    """`3` for `"member3_dense2"`; see `build_group`."""
+    return int(layer_name[len("member") :].split("_")[0])
 
 
 def group_mse(y_true, y_pred):
@@ -33,19 +61,11 @@ def group_mse(y_true, y_pred):
     return ops.sum(ops.square(y_pred - y), axis=-1)
 
 
-def group_crossentropy(y_true, y_pred):
-    """Per example, the sum over members of the softmax cross-entropy."""
-    log_probabilities = ops.log_softmax(y_pred, axis=-1)
-    y = ops.expand_dims(ops.cast(y_true, y_pred.dtype), 1)
-    return -ops.sum(y * log_probabilities, axis=(1, 2))
-
-
-def build_group(members, num_features, num_outputs, width, depth, seed):
+def build_group(members, num_features, width, depth, seed):
     """One Keras model of independent MLPs, one per regularizer in `members`.
 
     Every member gets the same initial weights (Glorot uniform seeded by
-    `seed` and the layer's position). Output shape: `(batch, members)`
-    for one output, else `(batch, members, num_outputs)`.
+    `seed` and the layer's position). Output shape: `(batch, members)`.
     """
     inputs = keras.Input((num_features,))
     outputs = []
@@ -54,7 +74,7 @@ def build_group(members, num_features, num_outputs, width, depth, seed):
         for position in range(depth + 1):
             last = position == depth
             hidden = keras.layers.Dense(
-                num_outputs if last else width,
+                1 if last else width,
                 activation=None if last else "relu",
                 kernel_initializer=keras.initializers.GlorotUniform(
                     seed=1000 * seed + position
@@ -63,19 +83,39 @@ def build_group(members, num_features, num_outputs, width, depth, seed):
                 name=f"member{index}_dense{position}",
             )(hidden)
         outputs.append(hidden)
-    if num_outputs == 1:
-        output = keras.layers.Concatenate()(outputs)
-    else:
-        output = keras.layers.Concatenate(axis=1)(
-            [keras.layers.Reshape((1, num_outputs))(o) for o in outputs]
-        )
-    return keras.Model(inputs, output)
+    return keras.Model(inputs, keras.layers.Concatenate()(outputs))
 
 
-def make_optimizer(name):
+def make_optimizer(name, decays=None):
+    """The optimizer of a group; `decays` per member for `"adamw"`."""
     if name == "adam":
         return keras.optimizers.Adam(LEARNING_RATES["adam"])
+    if name == "adamw":
+        return MemberAdamW(LEARNING_RATES["adamw"], decays)
     return keras.optimizers.SGD(LEARNING_RATES["sgd"], momentum=SGD_MOMENTUM)
+
+
+def member_regularizer(variant, factor, group):
+    """The kernel penalty of one member (`None` for the decay variants)."""
+    if variant.decoupled:
+        return None
+    return ScaledL2(
+        factor,
+        variant.scale,
+        num_examples=group.num_train if variant.num_examples else None,
+        num_kernels=num_kernels(group.depth)
+        if variant.normalize_depth
+        else None,
+    )
+
+
+def member_decay(variant, factor, group):
+    """The AdamW `weight_decay` of one member (0 for the penalties)."""
+    if not variant.decoupled:
+        return 0.0
+    if variant.normalize_depth:
+        return factor / num_kernels(group.depth)
+    return factor
 
 
 def member_penalties(model, count):
@@ -83,42 +123,30 @@ def member_penalties(model, count):
     penalties = np.zeros(count)
     for layer in model.layers:
         if layer.name.startswith("member"):
-            index = int(layer.name[len("member") :].split("_")[0])
-            penalties[index] += sum(
+            penalties[member_index(layer.name)] += sum(
                 float(ops.convert_to_numpy(loss)) for loss in layer.losses
             )
     return penalties
 
 
 def data_losses(y, predictions):
-    """Per member, the float64 mean data loss of `predictions`."""
-    predictions = predictions.astype(np.float64)
-    if predictions.ndim == 2:
-        return np.mean((predictions - y[:, None]) ** 2, axis=0)
-    shifted = predictions - predictions.max(axis=-1, keepdims=True)
-    log_probabilities = shifted - np.log(
-        np.exp(shifted).sum(axis=-1, keepdims=True)
-    )
-    return -np.mean(np.sum(y[:, None, :] * log_probabilities, axis=-1), axis=0)
+    """Per member, the float64 mean squared error of `predictions`."""
+    y = y.astype(np.float64)[:, None]
+    return np.mean((predictions.astype(np.float64) - y) ** 2, axis=0)
 
 
 def member_metrics(y, predictions):
-    """Per member, rank correlation (one output) or accuracy."""
-    if predictions.ndim == 2:
-        return [
-            rank_correlation(y, predictions[:, i])
-            for i in range(predictions.shape[1])
-        ]
-    hits = predictions.argmax(axis=-1) == y.argmax(axis=-1)[:, None]
-    return list(hits.mean(axis=0))
+    """Per member, the rank correlation of predictions and targets."""
+    return [
+        rank_correlation(y, predictions[:, i])
+        for i in range(predictions.shape[1])
+    ]
 
 
 def prediction_spread(y, predictions):
     """Per member, the prediction std over examples relative to y's."""
     spread = predictions.astype(np.float64).std(axis=0)
-    if spread.ndim == 2:
-        spread = spread.mean(axis=-1)
-    return spread / float(np.std(y.astype(np.float64), axis=0).mean())
+    return spread / float(np.std(y.astype(np.float64)))
 
 
 def train_group(group, settings):
@@ -129,35 +157,27 @@ def train_group(group, settings):
         for variant in variants_of(group, settings)
         for factor in factor_grid(variant, group.data, settings)
     ]
-    regularizers = [
-        ScaledL2(
-            factor,
-            variant.scale,
-            num_examples=group.num_train if variant.num_examples else None,
-        )
-        for variant, factor in members
-    ]
+    regularizers = [member_regularizer(v, f, group) for v, f in members]
+    decays = [member_decay(v, f, group) for v, f in members]
     keras.utils.clear_session()
     keras.utils.set_random_seed(group.seed)
-    num_outputs = 1 if y.ndim == 1 else y.shape[1]
     model = build_group(
         regularizers,
         x.shape[1],
-        num_outputs,
         group.width,
         group.depth,
         group.seed,
     )
     model.compile(
-        optimizer=make_optimizer(group.optimizer),
-        loss=group_mse if num_outputs == 1 else group_crossentropy,
+        optimizer=make_optimizer(group.optimizer, decays),
+        loss=group_mse,
     )
     start = time.perf_counter()
     model.fit(
         x,
         y,
         epochs=settings.epochs[group.data],
-        batch_size=settings.batch_size,
+        batch_size=settings.batch_size[group.data],
         verbose=0,
     )
     seconds = time.perf_counter() - start
