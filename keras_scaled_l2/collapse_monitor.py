@@ -17,7 +17,19 @@ from keras_scaled_l2._validation import (
 
 
 class CollapseWarning(UserWarning):
-    """Warned by `CollapseMonitor` when the predictions have become constant."""
+    """Warned by `CollapseMonitor` when the predictions have become constant.
+
+    A `UserWarning`, so the usual filters apply; e.g. to make it an error:
+
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", CollapseWarning)
+    ...     try:
+    ...         warnings.warn("predictions are constant", CollapseWarning)
+    ...     except CollapseWarning as caught:
+    ...         print(type(caught).__name__)
+    CollapseWarning
+    """
 
 
 class CollapseMonitor(keras.callbacks.Callback):

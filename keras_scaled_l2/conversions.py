@@ -76,6 +76,14 @@ def equivalent_model_factor(
 
     Returns:
         A Python float.
+
+    >>> import keras
+    >>> model = keras.Sequential([
+    ...     keras.Input((8,)),
+    ...     keras.layers.Dense(4, kernel_initializer="ones"),
+    ... ])
+    >>> round(equivalent_model_factor(model, 0.01), 6)  # 0.01 / ((8+4)/32)
+    0.026667
     """
     factor = validate_factor(factor, "factor")
     validate_choice(from_scale, "from_scale", tuple(SCALES))

@@ -44,6 +44,11 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             model that carry this penalty; divides the penalty by `K`, so the
             model's total is the factor times the mean over its kernels.
             `attach_regularizer(..., normalize_depth=True)` sets it.
+
+    >>> isinstance(ScaledL2(0.01), ScaledRegularizer)
+    True
+    >>> ScaledL2(0.01, scale="none", num_kernels=4).multiplier((256, 128))
+    0.25
     """
 
     def __init__(

@@ -31,7 +31,12 @@ SCALES: dict[str, Callable[[int, int, int], float]] = {
     "fan_out": lambda fan_in, fan_out, size: 1.0 / fan_out,
     "balanced": lambda fan_in, fan_out, size: (fan_in + fan_out) / size,
 }
-"""Maps each scale name to `s(fan_in, fan_out, size)`."""
+"""Maps each scale name to `s(fan_in, fan_out, size)`.
+
+>>> balanced = SCALES["balanced"]
+>>> balanced(256, 128, 256 * 128)  # (256 + 128) / (256 * 128)
+0.01171875
+"""
 
 
 def compute_fans(

@@ -15,24 +15,40 @@ from keras_scaled_l2 import ScaledL2
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs" / "pages"
 
 
 def _python_blocks(text):
     return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
-def test_readme_python_examples_run_in_order():
-    # Plain ```python blocks run top to bottom in one namespace, as a reader
-    # would paste them; ```python no-run blocks need other devices.
-    namespace = {}
-    for block in _python_blocks(README):
-        exec(compile(block, "README.md", "exec"), namespace)
-    assert namespace["monitor"].collapsed_epoch is None
-    assert str(sorted(namespace["history"].history)) in README
+def _pages():
+    """The README and the documentation pages, by name."""
+    pages = {"README.md": README}
+    for path in sorted(DOCS.glob("*.md")):
+        pages[path.name] = path.read_text()
+    return pages
+
+
+def test_documented_python_examples_run_in_order():
+    # On each page, plain ```python blocks run top to bottom in one
+    # namespace, as a reader would paste them; ```python no-run blocks need
+    # other devices.
+    pages = _pages()
+    namespaces = {}
+    for name, text in pages.items():
+        namespace = namespaces[name] = {}
+        for block in _python_blocks(text):
+            exec(compile(block, name, "exec"), namespace)
+    assert namespaces["README.md"]["model"].losses
+    callbacks = namespaces["callbacks.md"]
+    assert callbacks["monitor"].collapsed_epoch is None
+    assert str(sorted(callbacks["history"].history)) in pages["callbacks.md"]
     shares = [
-        f"{row.layer}: {row.share:.0%}" for row in namespace["report"].rows
+        f"{row.layer}: {row.share:.0%}"
+        for row in namespaces["tools.md"]["report"].rows
     ]
-    assert str(shares) in README
+    assert str(shares) in pages["tools.md"]
 
 
 def _readme_table_rows():
@@ -81,8 +97,10 @@ def _readme_table_rows():
 
 
 def test_readme_per_layer_table_matches_a_computation():
+    getting_started = (DOCS / "index.md").read_text()
     for row in _readme_table_rows():
         assert row in README, row
+        assert row in getting_started, row
 
 
 @pytest.mark.run_once
@@ -222,3 +240,13 @@ def test_public_constants_are_annotated():
             and name in inspect.get_annotations(module)
             for module in modules
         ), f"{name} has no annotation in the module that defines it"
+
+
+@pytest.mark.run_once
+def test_readme_links_point_at_files_that_exist():
+    # The site's own links are checked by its strict build; the README is
+    # read on its own, so its relative links are checked here.
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", README)
+    assert links
+    for link in links:
+        assert (ROOT / link).exists(), link
