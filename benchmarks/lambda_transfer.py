@@ -1,39 +1,42 @@
 """Does one penalty factor transfer across width, depth and data size?
 
-For every scale, sweeps the factor over a log grid on ReLU MLPs of widths
-64, 256 and 1024 (depth 4) and depths 2, 4 and 8 (width 256), on two data
-sets (the package's synthetic low-signal tabular data, and scikit-learn's
-bundled digits), with Adam, and with SGD + momentum on the synthetic data;
-then trains the reference model on a training set 4x smaller, with and
-without `num_examples`. For each scale it reports the best factor
-of every configuration and the *drift*: the ratio of the largest to the
-smallest best factor across widths, depths and data sizes. A scale under
-which one factor transfers has a drift near 1.
+Sweeps the factor of every variant over a half-decade grid on ReLU MLPs of
+widths 64, 256 and 1024 (depth 4) and depths 2, 4 and 8 (width 256), and
+trains the reference model (256 wide, 4 deep) on 4x fewer rows too, with 5
+seeds, on two data sets: the package's synthetic low-signal tabular data
+(2000 rows, 10 epochs) and scikit-learn's bundled diabetes regression (331
+training rows, 30 epochs). Three optimizers, one learning rate each: Adam
+(1e-3) and SGD with momentum (1e-2, 0.9) with coupled penalties, and AdamW
+(1e-3) with Keras's decoupled `weight_decay`.
 
-The best factor is the one with the lowest test data loss (mean over the
-seeds), refined between grid points by a parabola in log10(factor). The
-synthetic data is generated with `signal=0.5`: at the default 0.15 and 2000
-training rows, no network beat the constant prediction's test loss by more
-than 1 %, which leaves no optimum to locate.
+Variants (see `transfer_study/settings.py`): plain L2 (`none`, Keras's own
+`L2`), `balanced`, `none/kernels` (plain L2 divided by the number of
+penalised kernels, as `attach_regularizer(..., normalize_depth=True)` sets
+it), `none+num_examples` (the `lambda/(2m)` convention, on the data-size
+axis), and under AdamW the decay as Keras applies it (`adamw`) and divided
+by the number of kernels (`adamw/kernels`).
+
+For each variant it reports the best factor of every configuration (the
+vertex of a parabola fitted to the mean test loss over the seeds against
+log10(factor)) and the *drift*: the ratio of the largest to the smallest
+best factor along an axis, with a 95 % bootstrap interval over the seeds.
+A variant under which one factor transfers has a drift near 1.
 
 Runs sharing a data set, optimizer, architecture, training-set size and
 seed are trained together, as independent members of one Keras model (see
-`transfer_study/training.py`). The study's code is the package `transfer_study/`
-beside this script, one module per concern.
+`transfer_study/training.py`). The study's code is the package
+`transfer_study/` beside this script, one module per concern.
 
     KERAS_BACKEND=jax python benchmarks/lambda_transfer.py       # full run
     python benchmarks/lambda_transfer.py --quick --output DIR    # smoke run
 
-The full run trains 3294 networks in 54 groups; epochs and data sizes are
-chosen so that it takes 79 minutes on 2 CPU cores with JAX (TensorFlow is
-slower here). Each record holds the group's fit time (`group_seconds`) and
-size (`group_size`): members share one architecture, so each costs an
-equal share.
-
-The full run writes `benchmarks/results/lambda_transfer.json` (one record
-per run, then the summary) and `lambda_transfer.png`; it resumes from the
-records already in the JSON file when interrupted. `--table` prints the
-README tables of an existing results file.
+The full run trains 4860 networks in 180 groups, seed by seed, so that an
+interrupted run already covers every configuration with fewer seeds. Each
+record holds the group's fit time (`group_seconds`) and size
+(`group_size`). It writes `benchmarks/results/lambda_transfer.json` (one
+record per run, then the summary) and `lambda_transfer.png`, and resumes
+from the records already in the JSON file when interrupted. `--table`
+prints the README tables of an existing results file.
 """
 
 import argparse
