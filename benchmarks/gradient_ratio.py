@@ -39,7 +39,7 @@ from transfer_study.training import (
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 SHAPES = ((256, 4), (1024, 4), (256, 8), (256, 2))
-"""(width, depth): the reference, the widest and the deepest, the shallowest."""
+"""(width, depth): the reference, the widest, the deepest, the shallowest."""
 
 
 def layer_ratios(model, x, y):
@@ -54,8 +54,8 @@ def layer_ratios(model, x, y):
     ratios = []
     for kernel, penalty in zip(kernels, penalties, strict=True):
         data = tape.gradient(data_loss, kernel).numpy().astype(np.float64)
-        decay = tape.gradient(penalty, kernel).numpy().astype(np.float64)
-        ratios.append(float(np.linalg.norm(decay) / np.linalg.norm(data)))
+        pull = tape.gradient(penalty, kernel).numpy().astype(np.float64)
+        ratios.append(float(np.linalg.norm(pull) / np.linalg.norm(data)))
     return ratios
 
 
@@ -78,12 +78,13 @@ def main():
         "summary"
     ]
     factors = best_reference_factors(summary)
+    num_train = FULL.num_train["synthetic"][0]
+    (x, y), _ = load_data("synthetic", num_train, FULL)
     rows = []
     for (optimizer, name), factor in sorted(factors.items()):
         variant = next(v for v in L2_VARIANTS if v.name == name)
         for width, depth in SHAPES:
-            group = Group("synthetic", optimizer, width, depth, 2000, 0)
-            (x, y), _ = load_data("synthetic", group.num_train, FULL)
+            group = Group("synthetic", optimizer, width, depth, num_train, 0)
             keras.utils.clear_session()
             keras.utils.set_random_seed(0)
             model = build_group(

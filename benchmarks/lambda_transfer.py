@@ -60,7 +60,8 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 # ------------------------------------------------------------------ main
 
 
-def load_records(path, mode):
+def load_records(path, mode, settings):
+    """The records to resume from: only those of this mode and settings."""
     if not path.exists():
         return []
     saved = json.loads(path.read_text())
@@ -69,7 +70,17 @@ def load_records(path, mode):
             f"{path} holds a {saved.get('mode')!r} run, not {mode!r}; "
             "pass --restart to overwrite it"
         )
+    if saved.get("settings") != _as_json(dataclasses.asdict(settings)):
+        raise SystemExit(
+            f"{path} was trained with other settings than this study's; "
+            "pass --restart to overwrite it"
+        )
     return saved["records"]
+
+
+def _as_json(value):
+    """`value` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
 
 
 def write(path, payload):
@@ -97,7 +108,7 @@ def main(argv=None):
 
         print(format_tables(json.loads(path.read_text())["summary"]))
         return
-    records = [] if arguments.restart else load_records(path, mode)
+    records = [] if arguments.restart else load_records(path, mode, settings)
     done = {Group.of_record(r).key for r in records}
     start = time.perf_counter()
     base = {

@@ -78,12 +78,13 @@ def attach_regularizer(
             `ValueError`. Defaults to every supported layer.
         exclude: Optional list of selectors of layers to leave alone
             (with everything inside them). Defaults to none.
-        normalize_depth: Bool. If `True`, every attached penalty gets
-            `num_kernels=K`, the number of kernels penalised, so that the
-            model's total penalty is the factor times the mean over its
-            kernels rather than their sum, and one factor fits shallow and
-            deep models alike. Needs the package's regularizers. Defaults
-            to `False`.
+        normalize_depth: Bool. If `True`, every penalty this call attaches
+            gets `num_kernels=K`, the number of kernels it attaches (in place
+            of any `num_kernels` the regularizer had), so that their total
+            is the factor times the mean over the kernels rather than their
+            sum, and one factor fits shallow and deep models alike.
+            Penalties already on the model are neither counted nor changed.
+            Needs the package's regularizers. Defaults to `False`.
 
     Returns:
         The paths of the kernels that got a penalty, in the order found.
@@ -123,15 +124,16 @@ def _normalized_depth(plan):
         regularizer = assignment.regularizer
         if not isinstance(regularizer, ScaledRegularizer):
             raise invalid_argument(
-                "normalize_depth",
-                "False with a regularizer other than ScaledL2, ScaledL1 or "
-                f"ScaledL1L2 (got {type(regularizer).__name__}); True needs "
-                "them, since only they carry `num_kernels` through a reload",
-                True,
+                "regularizer",
+                "ScaledL2, ScaledL1 or ScaledL1L2 with normalize_depth=True "
+                "(only they carry `num_kernels` through a save and reload)",
+                regularizer,
             )
         config = {**regularizer.get_config(), "num_kernels": count}
         normalized.append(
-            assignment._replace(regularizer=type(regularizer)(**config))
+            assignment._replace(
+                regularizer=type(regularizer).from_config(config)
+            )
         )
     return normalized
 

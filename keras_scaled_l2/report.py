@@ -34,9 +34,10 @@ class PenaltyRow:
     shape: tuple[int, ...]
     fan_in: int
     fan_out: int
-    scale: str  # "none/9": the scale, and `num_kernels` where set
+    scale: str
     penalty: float
     share: float
+    num_kernels: int | None = None  # a scaled penalty's `num_kernels`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +91,7 @@ class PenaltyReport:
                 [
                     [
                         *_kernel_cells(r),
-                        r.scale,
+                        _scale_cell(r),
                         f"{r.penalty:.7g}",
                         f"{r.share:.1%}",
                     ]
@@ -196,6 +197,7 @@ def penalty_report(
                 fan_in=fan_in,
                 fan_out=fan_out,
                 scale=_scale_name(regularizer),
+                num_kernels=getattr(regularizer, "num_kernels", None),
                 penalty=float(keras.ops.convert_to_numpy(regularizer(weight))),
             )
         )
@@ -257,13 +259,17 @@ def _fans(weight, regularizer, kernel):
 
 def _scale_name(regularizer):
     if isinstance(regularizer, ScaledRegularizer):
-        if regularizer.num_kernels is not None:
-            # `num_kernels` divides the penalty: say so beside the scale.
-            return f"{regularizer.scale}/{regularizer.num_kernels}"
         return regularizer.scale
     if isinstance(regularizer, _KERAS_SCALE_NONE):
         return "none"
     return type(regularizer).__name__
+
+
+def _scale_cell(row):
+    """The scale, and `/K` where `num_kernels=K` divides the penalty."""
+    if row.num_kernels is None:
+        return row.scale
+    return f"{row.scale}/{row.num_kernels}"
 
 
 def _share(value, total):

@@ -159,13 +159,18 @@ def test_best_factor_finds_the_vertex_between_grid_points():
     assert at_edge and best == factors[0]
 
 
-def test_best_factor_stays_within_a_step_of_the_lowest_point():
+def test_best_factor_leans_towards_the_lower_neighbour():
     factors = 10.0 ** np.arange(-4, 1, 0.5)
-    # A cliff right of the minimum pulls a fitted vertex far left.
+    # A cliff right of the minimum (a collapse) must not pull the vertex
+    # left: the right neighbour is almost as low, so the best lies near
+    # the middle between the two.
     losses = np.array([5, 4, 3, 2, 1.0, 1.01, 9, 9, 9, 9])
     best, at_edge = summary.best_factor(factors, losses)
     assert not at_edge
-    assert factors[3] <= best <= factors[5]
+    assert 0.45 < np.log10(best / factors[4]) / 0.5 < 0.5
+    # A diverged neighbour: the grid point itself.
+    losses[5] = np.inf
+    assert summary.best_factor(factors, losses) == (factors[4], False)
 
 
 @pytest.mark.run_once
@@ -257,16 +262,20 @@ def test_quick_run_resumes_and_summarizes(tmp_path):
 
 
 @pytest.mark.run_once
-def test_readme_table_is_the_published_summary():
+def test_published_tables_are_the_published_summary():
     published = json.loads(RESULTS.read_text())
     assert published["mode"] == "full"
-    # The README shows the tables rendered from the published summary,
-    # character for character (text, not recomputed floats).
+    assert published["settings"]["seeds"] == list(settings.FULL.seeds)
+    # The scales page shows every table rendered from the published summary,
+    # and the README its headline table, character for character (text,
+    # not recomputed floats).
+    page = (ROOT / "docs" / "pages" / "scales.md").read_text()
     readme = (ROOT / "README.md").read_text()
     tables = report.format_tables(published["summary"]).split("\n\n")
     assert len(tables) == 6
     for table in tables:
-        assert table in readme
+        assert table in page
+    assert report.headline_table(published["summary"]) in readme
     # The published summary is what its records give, up to the last bits.
     assert_nested_close(
         summary.summarize(published["records"], settings.FULL),

@@ -250,8 +250,10 @@ def test_report_shows_the_kernel_count_beside_the_scale():
     attach_regularizer(
         model, ScaledL2(0.01, scale="none"), normalize_depth=True
     )
-    rows = penalty_report(model).rows
-    assert [row.scale for row in rows] == ["none/2", "none/2"]
+    report = penalty_report(model)
+    rows = report.rows
+    assert [(row.scale, row.num_kernels) for row in rows] == [("none", 2)] * 2
+    assert str(report).count(" none/2 ") == 2
     for row, weight in zip(rows, model.trainable_weights[::2], strict=True):
         want = reference_penalty(
             keras.ops.convert_to_numpy(weight), l2=0.01, scale="none"

@@ -1,3 +1,5 @@
+import ast
+import doctest
 import inspect
 import math
 
@@ -7,6 +9,7 @@ import pytest
 from reference import reference_fans, reference_multiplier
 
 from keras_scaled_l2 import SCALES, ScaledL2, compute_fans, shape_multiplier
+from keras_scaled_l2 import scales as scales_module
 
 SHAPES = [
     (),
@@ -233,3 +236,23 @@ def test_fans_of_an_unknown_dimension_are_refused():
         "Invalid value for argument `shape`: expected a fully known shape "
         "(no `None` dimension). Received: shape=(None, 4)"
     )
+
+
+def test_the_scales_table_example_runs():
+    # Doctest collects no attribute docstrings, and `SCALES` documents
+    # itself with one: run its example here.
+    source = inspect.getsource(scales_module)
+    tree = ast.parse(source)
+    docstring = next(
+        later.value.value
+        for node, later in zip(tree.body, tree.body[1:], strict=False)
+        if isinstance(node, ast.AnnAssign)
+        and getattr(node.target, "id", None) == "SCALES"
+        and isinstance(later, ast.Expr)
+    )
+    test = doctest.DocTestParser().get_doctest(
+        docstring, {"SCALES": SCALES}, "SCALES", None, 0
+    )
+    runner = doctest.DocTestRunner()
+    runner.run(test)
+    assert runner.tries >= 2 and runner.failures == 0

@@ -165,4 +165,4 @@ def test_models_saved_by_0_1_0_reload_with_their_penalties(suffix):
     for name, penalty in recorded.items():
         # Recomputed from the same float32 weights: equal up to the last
         # bits that another processor's kernels may round differently.
-        assert reloaded[name] == pytest.approx(penalty, rel=1e-6, abs=1e-12)
+        assert reloaded[name] == pytest.approx(penalty, rel=1e-5, abs=1e-12)

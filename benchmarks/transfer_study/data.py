@@ -27,6 +27,11 @@ def load_data(name, num_train, settings):
             seed=0,
         )
         return (x[:num_train], y[:num_train]), test
+    if num_train > DIABETES_TRAIN_ROWS:
+        raise ValueError(
+            f"diabetes has {DIABETES_TRAIN_ROWS} training rows; "
+            f"received num_train={num_train}"
+        )
     from sklearn.datasets import load_diabetes
 
     x, y = load_diabetes(return_X_y=True)

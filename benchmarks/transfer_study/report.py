@@ -13,7 +13,7 @@ def format_tables(summary):
         [
             _axis_table(coupled, _drift),
             _axis_table(decoupled, _drift),
-            _worst_table(summary),
+            headline_table(summary),
             _axis_table(summary["setups"], _reuse, variants_per_setup=True),
             _collapse_table(summary["setups"]),
             _minimum_table(summary["setups"]),
@@ -48,7 +48,8 @@ def _axis_table(setups, cell, variants_per_setup=False):
     return _table(header, rows)
 
 
-def _worst_table(summary):
+def headline_table(summary):
+    """Per variant: worst drift, its interval's upper end, cost of reuse."""
     recommended = summary["recommended"]["variant"]
     rows = [
         [
@@ -144,7 +145,7 @@ def plot(summary, settings, path):
     figure, panels = plt.subplots(
         len(setups) // columns,
         columns,
-        figsize=(5 * columns, 4.2 * len(setups) // columns),
+        figsize=(5 * columns, 4.2 * (len(setups) // columns)),
         sharey=True,
         squeeze=False,
     )
