@@ -41,22 +41,22 @@ def best_factor(factors, losses):
     return float(10 ** (logs[index] + np.clip(offset, -1, 1) * step)), False
 
 
-def seed_losses(records, config, variant_name):
+def seed_losses(records, config, variant_name, lattice_only=True):
     """`(factors, losses, metrics, collapsed)`, one row per seed.
 
     `config` holds the `Group` fields but the seed, by name. A diverged run
-    (NaN loss) counts as the worst possible.
+    (NaN loss) counts as the worst possible. With `lattice_only`, only the
+    grid's half-decade lattice: an extra default off it (AdamW's 0.004) is
+    for the collapse check, not for locating the best factor.
     """
     chosen = [
         r
         for r in records
         if r["variant"] == variant_name
         and all(r[field] == value for field, value in config.items())
+        and (_on_lattice(r) or not lattice_only)
     ]
-    # The grid's half-decade lattice: an extra default off it (AdamW's
-    # 0.004) is used for the collapse check, not to locate the best factor.
-    factors = np.array(sorted({r["factor"] for r in chosen if _on_lattice(r)}))
-    chosen = [r for r in chosen if _on_lattice(r)]
+    factors = np.array(sorted({r["factor"] for r in chosen}))
     seeds = sorted({r["seed"] for r in chosen})
     shape = (len(seeds), len(factors))
     losses, metrics, collapsed = (
@@ -223,7 +223,7 @@ def _collapse_by_depth(records, depth_configs, optimizer):
         rates = {}
         for variant in plain_variants(optimizer):
             factors, _, _, collapsed = seed_losses(
-                records, config, variant.name
+                records, config, variant.name, lattice_only=False
             )
             default = (
                 KERAS_ADAMW_DEFAULT if variant.decoupled else DEFAULT_FACTOR
