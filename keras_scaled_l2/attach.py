@@ -129,10 +129,9 @@ def _normalized_depth(plan):
                 "(only they carry `num_kernels` through a save and reload)",
                 regularizer,
             )
-        config = {**regularizer.get_config(), "num_kernels": count}
         normalized.append(
             assignment._replace(
-                regularizer=type(regularizer).from_config(config)
+                regularizer=_replaced(regularizer, num_kernels=count)
             )
         )
     return normalized
@@ -173,12 +172,19 @@ def _plan(kernel, regularizer, plan):
         and regularizer.input_axes is None
         and kernel.input_axes is not None
     ):
-        config = regularizer.get_config()
-        config.update(
-            input_axes=kernel.input_axes, output_axes=kernel.output_axes
+        regularizer = _replaced(
+            regularizer,
+            input_axes=kernel.input_axes,
+            output_axes=kernel.output_axes,
         )
-        regularizer = type(regularizer).from_config(config)
     plan.append(_Assignment([kernel], regularizer))
+
+
+def _replaced(regularizer, **changes):
+    """A copy of a scaled regularizer with some arguments changed."""
+    return type(regularizer).from_config(
+        {**regularizer.get_config(), **changes}
+    )
 
 
 def _set(kernel, regularizer, attached):

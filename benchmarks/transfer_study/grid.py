@@ -3,11 +3,7 @@
 import math
 
 from keras_scaled_l2.scales import shape_multiplier
-from transfer_study.settings import (
-    DEFAULT_FACTOR,
-    KERAS_ADAMW_DEFAULT,
-    num_kernels,
-)
+from transfer_study.settings import num_kernels
 
 
 def multiplier(variant, width, depth, num_train):
@@ -44,5 +40,5 @@ def factor_grid(variant, data, settings):
     )
     grid = {float(f"{10 ** (k / 2):.6g}") for k in steps}
     if not variant.num_examples:
-        grid.add(KERAS_ADAMW_DEFAULT if variant.decoupled else DEFAULT_FACTOR)
+        grid.add(variant.default_factor)
     return sorted(grid)

@@ -119,6 +119,11 @@ class Variant(NamedTuple):
     def decoupled(self):
         return self.scale == "decay"
 
+    @property
+    def default_factor(self):
+        """The factor a user gets without choosing one."""
+        return KERAS_ADAMW_DEFAULT if self.decoupled else DEFAULT_FACTOR
+
 
 L2_VARIANTS = (
     Variant("none"),

@@ -4,8 +4,6 @@ import numpy as np
 
 from transfer_study.settings import (
     AXES,
-    DEFAULT_FACTOR,
-    KERAS_ADAMW_DEFAULT,
     L2_VARIANTS,
     SETUPS,
     plain_variants,
@@ -225,9 +223,7 @@ def _collapse_by_depth(records, depth_configs, optimizer):
             factors, _, _, collapsed = seed_losses(
                 records, config, variant.name, lattice_only=False
             )
-            default = (
-                KERAS_ADAMW_DEFAULT if variant.decoupled else DEFAULT_FACTOR
-            )
+            default = variant.default_factor
             index = int(np.flatnonzero(factors == default)[0])
             rates[variant.name] = float(collapsed[:, index].mean())
         collapse[str(config["depth"])] = rates
