@@ -25,6 +25,7 @@ from keras_scaled_l2.regularizers import (
     ScaledRegularizer,
 )
 from keras_scaled_l2.report import PenaltyReport, penalty_report
+from keras_scaled_l2.saving import load_model
 from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
 
 __version__ = "0.1.0"
@@ -45,6 +46,7 @@ __all__ = [
     "equivalent_factor",
     "equivalent_model_factor",
     "keras_factor_from_lambda",
+    "load_model",
     "penalty_report",
     "shape_multiplier",
     "weight_decay_for_l2",

@@ -11,9 +11,19 @@
 - `compile_token`: `compile` makes a new loss tracker;
 - `attach_metric` / `detach_metric`: the list behind `Model.metrics`;
 - `sublayers`: a layer's direct children (`Layer._flatten_layers`);
-- `set_attention_kernel_regularizer`: the one kernel regularizer
-  `MultiHeadAttention` keeps for its config (`_kernel_regularizer`);
+- `set_attention_kernel_regularizer` / `attention_kernel_regularizer`:
+  the one kernel regularizer `MultiHeadAttention` keeps for its config
+  (`_kernel_regularizer`);
+- `graph_configs`: the `get_config` of functional and `Sequential`
+  models, the only models whose configs hold their layers' configs;
 - `unregistered_class`: the text of Keras's error for an unknown class;
+- `regularized_weight`: a layer computes each weight's penalty by calling
+  `weight.regularizer(value)` from `Layer._get_regularization_losses`,
+  whose locals name the layer (`self`) and the weight (`variable`);
+- `keras_saveable_class` / `SAVEABLE_KIND`: what Keras's `.keras` saving
+  walks into (any attribute of a layer that is one), calling its
+  `save_assets(folder)`; its `_obj_type()` must be one of Keras's kinds,
+  and a `"Loss"` has no state Keras would look for;
 - `untracked_attribute`: an entry in a layer's `__dict__` escapes Keras's
   attribute tracking.
 
@@ -29,6 +39,7 @@ hands both parts to a recorder.
 """
 
 import re
+import sys
 
 import keras
 from keras import ops
@@ -134,6 +145,18 @@ def set_attention_kernel_regularizer(layer, regularizer):
     layer._kernel_regularizer = regularizer
 
 
+def attention_kernel_regularizer(layer):
+    """What `MultiHeadAttention.get_config` saves as its regularizer."""
+    return layer._kernel_regularizer
+
+
+def graph_configs():
+    """The `get_config` methods that save every layer's config."""
+    from keras.src.models.functional import Functional
+
+    return Functional.get_config, keras.Sequential.get_config
+
+
 def untracked_attribute(model, name, factory):
     """`model.<name>`, created by `factory()` on first use, never tracked.
 
@@ -194,3 +217,33 @@ def unregistered_class(error):
     """
     found = re.search(r"Could not locate class '([^']+)'", str(error))
     return found.group(1) if found else None
+
+
+def regularized_weight():
+    """The `(layer, weight)` whose penalty is being computed, or `None`.
+
+    Called from a regularizer's `__call__`: when what called that is Keras's
+    `Layer._get_regularization_losses`, the layer computing its losses (a
+    model computes those of every weight below it) and the weight it is
+    penalising now; any other caller (a user, the penalty report) gives
+    `None`.
+    """
+    frame = sys._getframe(2)
+    if frame.f_code.co_name != "_get_regularization_losses":
+        return None
+    names = frame.f_locals
+    layer, weight = names.get("self"), names.get("variable")
+    if not isinstance(layer, keras.layers.Layer) or weight is None:
+        return None
+    return layer, weight
+
+
+SAVEABLE_KIND = "Loss"
+"""The `_obj_type()` of a saveable that only writes assets."""
+
+
+def keras_saveable_class():
+    """The base class of what Keras's `.keras` saving walks into."""
+    from keras.src.saving.keras_saveable import KerasSaveable
+
+    return KerasSaveable

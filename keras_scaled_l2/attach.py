@@ -9,12 +9,10 @@ from typing import NamedTuple, TypeAlias
 
 import keras
 
-from keras_scaled_l2 import _keras_internals
+from keras_scaled_l2 import _keras_internals, saving
 from keras_scaled_l2._validation import invalid_argument, validate_flag
 from keras_scaled_l2.kernels import SUPPORTED_LAYERS, Kernel, layer_kernels
 from keras_scaled_l2.regularizers import ScaledRegularizer
-
-_AXIS_FREE_SCALES = ("none", "size")
 
 RegularizerFactory: TypeAlias = Callable[
     [keras.layers.Layer, keras.Variable],
@@ -32,6 +30,7 @@ def attach_regularizer(
     include: LayerSelector | Iterable[LayerSelector] | None = None,
     exclude: LayerSelector | Iterable[LayerSelector] | None = None,
     normalize_depth: bool = False,
+    include_embeddings: bool = True,
 ) -> list[str]:
     """Attaches a weight penalty to every kernel of a built model.
 
@@ -93,6 +92,9 @@ def attach_regularizer(
     include = _selectors(include, "include")
     exclude = _selectors(exclude, "exclude")
     normalize_depth = validate_flag(normalize_depth, "normalize_depth")
+    include_embeddings = validate_flag(include_embeddings, "include_embeddings")
+    if not include_embeddings:
+        factory = _without_embedding_tables(factory)
     plan: list[_Assignment] = []
     _walk(model, factory, include, exclude, include is None, plan)
     if normalize_depth:
@@ -106,7 +108,54 @@ def attach_regularizer(
         for kernel in assignment.kernels:
             _set(kernel, assignment.regularizer, attached)
     _keras_internals.drop_step_functions(model)
+    if plan:
+        saving.keep_record(model)
+        _warn_unless_keras_restores(model, [k for a in plan for k in a.kernels])
     return attached
+
+
+def _without_embedding_tables(factory):
+    def factory_without_tables(layer, weight):
+        if isinstance(layer, keras.layers.Embedding) and weight is getattr(
+            layer, "embeddings", None
+        ):
+            return None
+        return factory(layer, weight)
+
+    return factory_without_tables
+
+
+def _warn_unless_keras_restores(model, kernels):
+    paths = saving.reload_paths(model)
+    lost = {
+        id(k.weight): k for k in kernels if paths[id(k.weight)] != saving.KERAS
+    }
+    if not lost:
+        return
+    holders = []
+    for layer in saving.unsaved_layers(model):
+        if any(id(w) in lost for w in layer.weights):
+            holders.append(f"{type(layer).__name__} '{layer.name}'")
+            for weight in layer.weights:
+                lost.pop(id(weight), None)
+    holders += [
+        f"{type(k.layer).__name__} '{k.layer.name}' ({k.weight.name})"
+        for k in lost.values()
+    ]
+    named = ", ".join(holders[:5])
+    if len(holders) > 5:
+        named += f" and {len(holders) - 5} more"
+    count = sum(paths[id(k.weight)] != saving.KERAS for k in kernels)
+    warnings.warn(
+        f"keras.models.load_model will not restore {count} of the "
+        f"{len(kernels)} penalties just attached: no saved config carries "
+        f"them, in {named}. They are recorded in the model and saved with "
+        "it in the .keras format (not .h5): reload it with "
+        "keras_scaled_l2.load_model(path), which restores them, or attach "
+        "them again after loading. penalty_report(model) shows, per weight, "
+        "what restores its penalty.",
+        stacklevel=3,
+    )
 
 
 class _Assignment(NamedTuple):
@@ -189,7 +238,8 @@ def _replaced(regularizer, **changes):
 
 def _set(kernel, regularizer, attached):
     """Sets the penalty where the config saves it and where Keras reads it."""
-    setattr(kernel.layer, kernel.attribute, regularizer)
+    if kernel.attribute is not None:
+        setattr(kernel.layer, kernel.attribute, regularizer)
     kernel.weight.regularizer = regularizer
     attached.append(kernel.weight.path)
 
@@ -198,28 +248,32 @@ def _plan_attention(layer, factory, explicit, plan):
     kernels = layer_kernels(layer)
     regularizers = [factory(k.layer, k.weight) for k in kernels]
     chosen = {id(r): r for r in regularizers}
-    if len(chosen) == 1 and _axis_free(regularizers[0]):
-        regularizer = regularizers[0]
+    regularizer = regularizers[0]
+    if len(chosen) == 1 and not _has_axes(regularizer):
+        # One regularizer for all four projections, as the config saves
+        # it; a scaled one finds each projection's fans when it computes.
         if regularizer is not None:
             plan.append(_Assignment(kernels, regularizer, layer))
         return
     message = (
         f"MultiHeadAttention layer '{layer.name}' keeps one kernel "
-        "regularizer for its query, key, value and output projections, "
-        "whose fan axes differ, so a penalty with a fan-based scale (or "
-        "different penalties per projection) would not be the same after "
-        "saving and reloading. Use scale='none' or scale='size' for it (e.g. "
-        "through a factory), or a Keras regularizer."
+        "regularizer for its query, key, value and output projections, so "
+        "different penalties per projection, or one with fixed "
+        "`input_axes` / `output_axes` (which fit one projection at most), "
+        "would not be what it saves and reloads. Give it one regularizer "
+        "without axes: a scaled one takes each projection's fans from its "
+        "equation."
     )
     if explicit:
         raise ValueError(message)
     warnings.warn(message + " It was left without a penalty.", stacklevel=4)
 
 
-def _axis_free(regularizer):
-    if isinstance(regularizer, ScaledRegularizer):
-        return regularizer.scale in _AXIS_FREE_SCALES
-    return True
+def _has_axes(regularizer):
+    return (
+        isinstance(regularizer, ScaledRegularizer)
+        and regularizer.input_axes is not None
+    )
 
 
 def _as_factory(regularizer):

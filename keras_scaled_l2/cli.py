@@ -117,13 +117,10 @@ def _load_model(path, modules):
     if path.endswith(".keras") and not zipfile.is_zipfile(path):
         raise _InspectError(f"not a Keras model file (not a zip): {path}")
 
-    import keras
-
-    import keras_scaled_l2  # noqa: F401  (registers the package's classes)
-    from keras_scaled_l2 import _keras_internals
+    from keras_scaled_l2 import _keras_internals, saving
 
     try:
-        return keras.models.load_model(path, compile=False)
+        return saving.load_model(path, compile=False)
     except TypeError as error:
         missing = _keras_internals.unregistered_class(error)
         what = f" ({missing})" if missing else ""

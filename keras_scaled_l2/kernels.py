@@ -8,6 +8,7 @@ never depends on the code that changes one.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Iterator
 
 import keras
@@ -17,7 +18,8 @@ from keras_scaled_l2 import _keras_internals
 from keras_scaled_l2._types import FanAxes
 
 # Layer kinds and their kernels: (weight attribute, regularizer attribute).
-# The regularizer attribute is what the layer's config saves.
+# The regularizer attribute is what the layer's config saves (`None`: the
+# config saves none for that weight).
 _KERNELS = (
     (keras.layers.EinsumDense, (("kernel", "kernel_regularizer"),)),
     (keras.layers.Dense, (("kernel", "kernel_regularizer"),)),
@@ -43,7 +45,15 @@ _KERNELS = (
         ),
         (("kernel", "kernel_regularizer"),),
     ),
-    (keras.layers.Embedding, (("embeddings", "embeddings_regularizer"),)),
+    (
+        keras.layers.Embedding,
+        (
+            ("embeddings", "embeddings_regularizer"),
+            # An untied `ReversibleEmbedding`'s output projection (a matmul
+            # kernel, hidden x vocabulary); its config has no regularizer.
+            ("reverse_embeddings", None),
+        ),
+    ),
     (
         (
             keras.layers.SimpleRNNCell,
@@ -74,7 +84,8 @@ class Kernel:
     Attributes:
         layer: The layer that owns the kernel (an RNN's cell for RNNs).
         weight: The kernel variable.
-        attribute: The layer attribute its config saves the regularizer in.
+        attribute: The layer attribute its config saves the regularizer in,
+            or `None` where the config saves none for this weight.
         input_axes: Fan axes derived from an `EinsumDense` equation, or
             `None` for the Keras fan rule.
         output_axes: As `input_axes`.
@@ -82,9 +93,14 @@ class Kernel:
 
     layer: keras.layers.Layer
     weight: keras.Variable
-    attribute: str
+    attribute: str | None
     input_axes: tuple[int, ...] | None = None
     output_axes: tuple[int, ...] | None = None
+
+    @property
+    def is_embedding_table(self) -> bool:
+        """Whether this is an `Embedding`'s lookup table (not a matmul)."""
+        return self.attribute == "embeddings_regularizer"
 
     def sum_of_squares(self) -> float:
         """The kernel's current `sum(w**2)`, in float64, as a Python float."""
@@ -162,3 +178,29 @@ def model_kernels(model: keras.layers.Layer) -> Iterator[Kernel]:
             layer, keras.layers.MultiHeadAttention
         ):
             stack[:0] = _keras_internals.sublayers(layer)
+
+
+# Per layer that computes penalties: id(weight) -> (weight, fan axes).
+_AXES_BY_LAYER: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def weight_fan_axes(
+    layer: keras.layers.Layer, weight: keras.Variable
+) -> FanAxes:
+    """Returns the fan axes `weight` has as a kernel of `layer` or below.
+
+    `(input_axes, output_axes)` of an `EinsumDense` kernel (from its
+    equation), `(None, None)` for every other weight. Looked up once per
+    layer and weight: a layer's regularization losses ask for every one of
+    its regularized weights at every step.
+    """
+    table = _AXES_BY_LAYER.get(layer)
+    entry = table.get(id(weight)) if table is not None else None
+    if entry is None or entry[0] is not weight:
+        table = {
+            id(k.weight): (k.weight, (k.input_axes, k.output_axes))
+            for k in model_kernels(layer)
+        }
+        _AXES_BY_LAYER[layer] = table
+        entry = table.get(id(weight), (weight, (None, None)))
+    return entry[1]

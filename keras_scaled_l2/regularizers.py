@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import keras
 from keras import ops
 
+from keras_scaled_l2 import _keras_internals
 from keras_scaled_l2._types import Tensor
 from keras_scaled_l2._validation import (
     validate_axes_pair,
@@ -15,7 +16,8 @@ from keras_scaled_l2._validation import (
     validate_factor,
     validate_optional_positive_int,
 )
-from keras_scaled_l2.scales import SCALES, shape_multiplier
+from keras_scaled_l2.kernels import weight_fan_axes
+from keras_scaled_l2.scales import FAN_SCALES, SCALES, shape_multiplier
 
 _LOW_PRECISION_DTYPES = ("float16", "bfloat16")
 
@@ -71,27 +73,49 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             num_kernels, "num_kernels"
         )
 
-    def multiplier(self, shape: Sequence[int | None]) -> float:
+    def multiplier(
+        self,
+        shape: Sequence[int | None],
+        input_axes: Sequence[int] | None = None,
+        output_axes: Sequence[int] | None = None,
+    ) -> float:
         """Returns `s(shape)` for this regularizer, as a Python float.
 
         `num_examples` and `num_kernels` are included.
 
         Args:
             shape: The kernel shape, a sequence of ints.
+            input_axes: Optional fan axes of the kernel, used when the
+                regularizer has none of its own. Defaults to `None`.
+            output_axes: Optional, given with `input_axes`.
         """
+        if self.input_axes is not None:
+            input_axes, output_axes = self.input_axes, self.output_axes
         multiplier = shape_multiplier(
-            shape,
-            self.scale,
-            self.num_examples,
-            self.input_axes,
-            self.output_axes,
+            shape, self.scale, self.num_examples, input_axes, output_axes
         )
         if self.num_kernels is not None:
             multiplier /= self.num_kernels
         return multiplier
 
     def __call__(self, x: Tensor) -> Tensor:
-        multiplier = self.multiplier(x.shape)
+        axes = (None, None)
+        if self.scale in FAN_SCALES and self.input_axes is None:
+            # A layer computing its penalties: an `EinsumDense` kernel (of a
+            # `MultiHeadAttention` too) gets the fans of its equation.
+            penalised = _keras_internals.regularized_weight()
+            if penalised is not None:
+                axes = weight_fan_axes(*penalised)
+        return self._penalty_with_axes(x, *axes)
+
+    def _penalty_with_axes(
+        self,
+        x: Tensor,
+        input_axes: Sequence[int] | None,
+        output_axes: Sequence[int] | None,
+    ) -> Tensor:
+        """The penalty of `x` with these fan axes, unless it has its own."""
+        multiplier = self.multiplier(x.shape, input_axes, output_axes)
         # Squares of float16 / bfloat16 weights overflow or lose all
         # precision when summed in their own dtype: accumulate in float32.
         if keras.backend.standardize_dtype(x.dtype) in _LOW_PRECISION_DTYPES:

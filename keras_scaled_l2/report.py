@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from keras_scaled_l2 import saving
 from keras_scaled_l2._layer_names import layer_namer
 from keras_scaled_l2._types import FanAxes
 from keras_scaled_l2._validation import validate_factor
@@ -38,6 +39,7 @@ class PenaltyRow:
     penalty: float
     share: float
     num_kernels: int | None = None  # a scaled penalty's `num_kernels`
+    reload: str = "keras"  # what restores it: "keras", "package" or "lost"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,13 +89,14 @@ class PenaltyReport:
         lines = ["Penalties now (the terms Keras adds to the loss):"]
         if self.rows:
             lines += _table(
-                [*_KERNEL_COLUMNS, "scale", "penalty", "share"],
+                [*_KERNEL_COLUMNS, "scale", "penalty", "share", "reload"],
                 [
                     [
                         *_kernel_cells(r),
                         _scale_cell(r),
                         f"{r.penalty:.7g}",
                         f"{r.share:.1%}",
+                        r.reload,
                     ]
                     for r in self.rows
                 ],
@@ -101,6 +104,7 @@ class PenaltyReport:
         else:
             lines.append("  (no regularized weights)")
         lines.append(f"total penalty: {self.total:.7g}")
+        lines += _reload_notes(self.rows)
         if self.l2 is not None:
             lines += [
                 "",
@@ -182,6 +186,7 @@ def penalty_report(
         l2 = validate_factor(l2, "l2")
     kernels = {id(k.weight): k for k in model_kernels(model)}
     name_of = layer_namer(model)
+    reload_paths = saving.reload_paths(model)
     records: list[dict[str, Any]] = []
     for weight in model.trainable_weights:
         regularizer = weight.regularizer
@@ -198,7 +203,8 @@ def penalty_report(
                 fan_out=fan_out,
                 scale=_scale_name(regularizer),
                 num_kernels=getattr(regularizer, "num_kernels", None),
-                penalty=float(keras.ops.convert_to_numpy(regularizer(weight))),
+                penalty=_penalty(regularizer, weight, kernel),
+                reload=reload_paths.get(id(weight), saving.LOST),
             )
         )
     total = sum(record["penalty"] for record in records)
@@ -247,6 +253,17 @@ def _what_if(model, name_of, kernels, l2):
     return rows
 
 
+def _penalty(regularizer, weight, kernel):
+    """The penalty as the layer computes it: with the kernel's fan axes."""
+    if isinstance(regularizer, ScaledRegularizer) and kernel is not None:
+        value = regularizer._penalty_with_axes(
+            weight, kernel.input_axes, kernel.output_axes
+        )
+    else:
+        value = regularizer(weight)
+    return float(keras.ops.convert_to_numpy(value))
+
+
 def _fans(weight, regularizer, kernel):
     if isinstance(regularizer, ScaledRegularizer) and regularizer.input_axes:
         axes: FanAxes = (regularizer.input_axes, regularizer.output_axes)
@@ -263,6 +280,24 @@ def _scale_name(regularizer):
     if isinstance(regularizer, _KERAS_SCALE_NONE):
         return "none"
     return type(regularizer).__name__
+
+
+def _reload_notes(rows):
+    package = sum(r.reload == saving.PACKAGE for r in rows)
+    lost = sum(r.reload == saving.LOST for r in rows)
+    notes = []
+    if package:
+        notes.append(
+            f"reload: {package} of these penalties come back only with "
+            "keras_scaled_l2.load_model (keras.models.load_model drops them)."
+        )
+    if lost:
+        notes.append(
+            f"reload: {lost} of these penalties are LOST on reload (no saved "
+            "config or record carries them); set them with "
+            "attach_regularizer, which records them."
+        )
+    return notes
 
 
 def _scale_cell(row):

@@ -38,6 +38,9 @@ SCALES: dict[str, Callable[[int, int, int], float]] = {
 0.01171875
 """
 
+FAN_SCALES = ("fan_in", "fan_out", "balanced")
+"""The scales that depend on which kernel axes are fans."""
+
 
 def compute_fans(
     shape: Sequence[int],

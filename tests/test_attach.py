@@ -247,38 +247,83 @@ def _attention_model():
     return keras.Model(inputs, outputs)
 
 
-def test_attention_under_a_fan_scale_is_skipped_with_a_warning():
+def _attention_reference(model, l2, scale):
+    """Each projection's penalty with the fans of its einsum equation."""
+    attention = model.get_layer("attention")
+    return [
+        reference_penalty(
+            keras.ops.convert_to_numpy(projection.kernel),
+            l2=l2,
+            scale=scale,
+            input_axes=einsum_kernel_axes(projection.equation)[0],
+            output_axes=einsum_kernel_axes(projection.equation)[1],
+        )
+        for projection in (
+            attention._query_dense,
+            attention._key_dense,
+            attention._value_dense,
+            attention._output_dense,
+        )
+    ]
+
+
+@pytest.mark.parametrize("scale", ["balanced", "fan_in", "size"])
+def test_attention_gets_each_projections_fans_and_reloads(tmp_path, scale):
     model = _attention_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its config carries the penalty
+        attached = attach_regularizer(
+            model, ScaledL2(0.01, scale=scale), include=["attention"]
+        )
+    assert len(attached) == 4
+    want = _attention_reference(model, 0.01, scale)
+    np.testing.assert_allclose(
+        [float(p) for p in model.losses], want, rtol=1e-5
+    )
+    model.save(tmp_path / "attention.keras")
+    reloaded = run_json(
+        ["-c", RELOAD_PENALTIES, str(tmp_path / "attention.keras")]
+    )
+    np.testing.assert_allclose(list(reloaded.values()), want, rtol=1e-5)
+
+
+def test_attention_penalty_passed_directly_gets_each_projections_fans():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 16))
+    x = keras.layers.MultiHeadAttention(
+        4, 8, name="attention", kernel_regularizer=ScaledL2(0.01)
+    )(inputs, inputs)
+    model = keras.Model(inputs, x)
+    want = _attention_reference(model, 0.01, "balanced")
+    np.testing.assert_allclose(
+        [float(p) for p in model.losses], want, rtol=1e-5
+    )
+    # The convolution rule would make the query penalty 4x this.
+    query = keras.ops.convert_to_numpy(
+        model.get_layer("attention")._query_dense.kernel
+    )
+    assert reference_penalty(query, l2=0.01) == pytest.approx(4 * want[0])
+    # And so in a training step (JAX computes it from stateless values).
+    model.compile("sgd", "mse")
+    x = np.zeros((2, 6, 16), "float32")
+    assert model.evaluate(x, x, verbose=0) == pytest.approx(sum(want), rel=1e-5)
+
+
+def test_attention_with_axes_or_per_projection_penalties_is_skipped():
+    model = _attention_model()
+    fixed_axes = ScaledL2(0.01, input_axes=(0,), output_axes=(1, 2))
     with pytest.warns(
         UserWarning, match="MultiHeadAttention layer 'attention'"
     ):
-        attached = attach_regularizer(model, ScaledL2(0.01))
+        attached = attach_regularizer(model, fixed_axes)
+    assert attached == ["head/kernel"]
+    with pytest.warns(UserWarning, match="different penalties per projection"):
+        attached = attach_regularizer(
+            model, lambda layer, weight: ScaledL2(0.01)
+        )
     assert attached == ["head/kernel"]
     with pytest.raises(ValueError, match="keeps one kernel regularizer"):
-        attach_regularizer(model, ScaledL2(0.01), include=["attention"])
-
-
-def test_attention_under_an_axis_free_scale_attaches_and_reloads(tmp_path):
-    model = _attention_model()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        attached = attach_regularizer(
-            model, ScaledL2(0.01, scale="size"), include=["attention"]
-        )
-    assert len(attached) == 4
-    penalty = float(keras.ops.sum(model.losses))
-    want = sum(
-        reference_penalty(keras.ops.convert_to_numpy(w), l2=0.01, scale="size")
-        for w in model.get_layer("attention").trainable_weights
-        if w.path.endswith("kernel")
-    )
-    assert penalty == pytest.approx(want, rel=1e-5)
-    model.save(tmp_path / "attention.keras")
-    reloaded = keras.models.load_model(tmp_path / "attention.keras")
-    assert len(reloaded.losses) == 4
-    assert float(keras.ops.sum(reloaded.losses)) == pytest.approx(
-        penalty, rel=1e-6
-    )
+        attach_regularizer(model, fixed_axes, include=["attention"])
 
 
 RELOAD_PENALTIES = textwrap.dedent(
@@ -287,9 +332,12 @@ RELOAD_PENALTIES = textwrap.dedent(
     import keras
     import keras_scaled_l2
     model = keras.models.load_model(sys.argv[1])
+    # As the model computes them: the weight penalties close model.losses,
+    # in trainable_weights order.
+    weights = [w for w in model.trainable_weights if w.regularizer]
+    penalties = model.losses[len(model.losses) - len(weights):]
     print(json.dumps({
-        w.path: float(w.regularizer(w))
-        for w in model.trainable_weights if w.regularizer is not None
+        w.path: float(p) for w, p in zip(weights, penalties)
     }))
     """
 )

@@ -171,8 +171,10 @@ def test_inspect_prints_penalties_that_sum_to_the_model_losses(tmp_path):
         lines.index("Penalties now (the terms Keras adds to the loss):") :
     ]
     rows = [line.split() for line in now[3:6]]  # after the header and rule
-    penalties = [float(row[-2]) for row in rows]
+    penalties = [float(row[-3]) for row in rows]
     assert [row[0] for row in rows] == ["inner/wide", "middle", "last"]
+    # Set in the layers' configs: keras.models.load_model restores them.
+    assert [row[-1] for row in rows] == ["keras"] * 3
     assert sum(penalties) == pytest.approx(
         float(keras.ops.sum(model.losses)), rel=1e-6
     )
