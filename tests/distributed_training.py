@@ -3,7 +3,10 @@
 Run as a script, in its own process, since the devices must be configured
 before the backend starts:
 
-    python distributed_training.py mirrored|data_parallel
+    python distributed_training.py mirrored|data_parallel|model_parallel
+
+`model_parallel` shards the two hidden kernels across the two devices with
+a `LayoutMap` (the first by columns, the second by rows).
 """
 
 import json
@@ -63,17 +66,15 @@ def build():
 
 
 def train(distributed):
-    replicas = 1
+    devices = 1
     if distributed and ENGINE == "mirrored":
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        replicas = strategy.num_replicas_in_sync
+        devices = strategy.num_replicas_in_sync
         with strategy.scope():
             model = build()
     elif distributed:
-        import jax
-
-        distribution = keras.distribution.DataParallel(devices=jax.devices())
-        replicas = len(distribution.device_mesh.devices.ravel())
+        distribution = _jax_distribution()
+        devices = len(distribution.device_mesh.devices.ravel())
         keras.distribution.set_distribution(distribution)
         model = build()
     else:
@@ -94,7 +95,41 @@ def train(distributed):
     if distributed and ENGINE != "mirrored":
         keras.distribution.set_distribution(None)
     weights = [keras.ops.convert_to_numpy(w).tolist() for w in model.weights]
-    return {"replicas": replicas, "history": history, "weights": weights}
+    return {
+        "devices": devices,
+        "history": history,
+        "weights": weights,
+        "shards": _shard_shapes(model),
+    }
+
+
+def _jax_distribution():
+    import jax
+
+    if ENGINE == "data_parallel":
+        return keras.distribution.DataParallel(devices=jax.devices())
+    mesh = keras.distribution.DeviceMesh(
+        (1, 2), axis_names=("batch", "model"), devices=jax.devices()
+    )
+    layout_map = keras.distribution.LayoutMap(mesh)
+    layout_map[".*dense/kernel"] = (None, "model")
+    layout_map[".*middle/kernel"] = ("model", None)
+    return keras.distribution.ModelParallel(
+        layout_map=layout_map, batch_dim_name="batch"
+    )
+
+
+def _shard_shapes(model):
+    """The shape of each device's part of each hidden kernel (JAX only)."""
+    if keras.backend.backend() != "jax":
+        return {}
+    return {
+        layer.name: sorted(
+            list(shard.data.shape)
+            for shard in layer.kernel.value.addressable_shards
+        )
+        for layer in model.layers[:2]
+    }
 
 
 print(json.dumps({"single": train(False), "distributed": train(True)}))

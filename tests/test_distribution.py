@@ -7,7 +7,11 @@ from fresh_process import run_json
 from logged import assert_parts_exact
 
 SCRIPT = pathlib.Path(__file__).with_name("distributed_training.py")
-ENGINES = {"mirrored": "tensorflow", "data_parallel": "jax"}
+ENGINES = {
+    "mirrored": "tensorflow",
+    "data_parallel": "jax",
+    "model_parallel": "jax",
+}
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))
@@ -16,8 +20,18 @@ def test_two_devices_match_one(engine):
         pytest.skip(f"runs in the {ENGINES[engine]} leg of the backend matrix")
     runs = run_json([str(SCRIPT), engine])
     single, distributed = runs["single"], runs["distributed"]
-    assert single["replicas"] == 1
-    assert distributed["replicas"] == 2
+    assert single["devices"] == 1
+    assert distributed["devices"] == 2
+    if engine == "model_parallel":
+        # Each device holds half of each hidden kernel: 20x64 and 64x32.
+        assert single["shards"] == {
+            "dense": [[20, 64]],
+            "middle": [[64, 32]],
+        }
+        assert distributed["shards"] == {
+            "dense": [[20, 32], [20, 32]],
+            "middle": [[32, 32], [32, 32]],
+        }
     for a, b in zip(single["weights"], distributed["weights"], strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4)
     assert sorted(single["history"]) == sorted(distributed["history"])
