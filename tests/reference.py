@@ -69,3 +69,21 @@ def reference_penalty(
     return multiplier * (
         l1 * np.sum(np.abs(weights)) + l2 * np.sum(np.square(weights))
     )
+
+
+def reference_einsum_axes(equation):
+    """`(input_axes, output_axes)` of an einsum kernel, from its letters.
+
+    A kernel letter summed over with the input is an input axis; one that
+    only the output has is an output axis; one that input, kernel and
+    output share indexes separate matrices and is neither.
+    """
+    left, output = equation.replace(" ", "").split("->")
+    inputs, kernel = left.split(",")
+    input_axes = [
+        i for i, c in enumerate(kernel) if c in inputs and c not in output
+    ]
+    output_axes = [
+        i for i, c in enumerate(kernel) if c in output and c not in inputs
+    ]
+    return tuple(input_axes), tuple(output_axes)

@@ -1,0 +1,282 @@
+"""KerasHub transformers: every matmul kernel, true fans, and reloads.
+
+The backbones are built from small configs with random weights: nothing
+is downloaded.
+"""
+
+import textwrap
+import warnings
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+from fresh_process import run_json
+from logged import assert_parts_exact
+from reference import reference_einsum_axes, reference_penalty
+
+from keras_scaled_l2 import (
+    SCALES,
+    PenaltyLogger,
+    ScaledL2,
+    attach_regularizer,
+    penalty_report,
+)
+
+pytestmark = pytest.mark.keras_hub
+
+SMALL = dict(
+    vocabulary_size=50, num_layers=2, hidden_dim=8, intermediate_dim=16
+)
+BACKBONES = {
+    # Encoder: TransformerEncoder, MultiHeadAttention, Dense.
+    "bert": lambda: keras_hub.models.BertBackbone(
+        num_heads=2, max_sequence_length=8, **SMALL
+    ),
+    # Decoder: TransformerDecoder, CachedMultiHeadAttention.
+    "gpt2": lambda: keras_hub.models.GPT2Backbone(
+        num_heads=2, max_sequence_length=8, **SMALL
+    ),
+    # Gated MLP, grouped-query attention, untied output embedding.
+    "llama": lambda: keras_hub.models.LlamaBackbone(
+        num_query_heads=2, num_key_value_heads=1, **SMALL
+    ),
+    # Gated MLP as EinsumDense, attention kernels with heads first.
+    "gemma": lambda: keras_hub.models.GemmaBackbone(
+        num_query_heads=2, num_key_value_heads=1, head_dim=4, **SMALL
+    ),
+}
+
+
+def _build(name):
+    keras.utils.set_random_seed(0)
+    return BACKBONES[name]()
+
+
+def _layers(model):
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        yield layer
+        stack.extend(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def _matmul_kernels(model):
+    """`{path: (weight, input_axes, output_axes)}`, found independently."""
+    found = {}
+    for layer in _layers(model):
+        if isinstance(layer, keras.layers.EinsumDense):
+            axes = reference_einsum_axes(layer.equation)
+            found[layer.kernel.path] = (layer.kernel, *axes)
+        elif isinstance(layer, keras.layers.Dense):
+            found[layer.kernel.path] = (layer.kernel, None, None)
+        reverse = getattr(layer, "reverse_embeddings", None)
+        if isinstance(reverse, keras.Variable):
+            found[reverse.path] = (reverse, None, None)
+    return found
+
+
+def _embedding_tables(model):
+    return {
+        layer.embeddings.path
+        for layer in _layers(model)
+        if isinstance(layer, keras.layers.Embedding)
+    }
+
+
+def _computed_penalties(model):
+    """`{path: penalty}` as the model computes them in its losses."""
+    weights = [w for w in model.trainable_weights if w.regularizer is not None]
+    losses = model.losses[len(model.losses) - len(weights) :]
+    return {
+        w.path: float(keras.ops.convert_to_numpy(p))
+        for w, p in zip(weights, losses, strict=True)
+    }
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_matmul_kernel_is_penalised_with_its_true_fans(name):
+    backbone = _build(name)
+    kernels = _matmul_kernels(backbone)
+    holder = f"{type(backbone).__name__} '{backbone.name}'"
+    for scale in SCALES:
+        with pytest.warns(UserWarning, match=holder):
+            attached = attach_regularizer(
+                backbone,
+                ScaledL2(0.01, scale=scale),
+                include_embeddings=False,
+            )
+        # 100 % of the matmul kernels, and nothing else.
+        assert sorted(attached) == sorted(kernels)
+        computed = _computed_penalties(backbone)
+        assert sorted(computed) == sorted(kernels)
+        for path, (weight, input_axes, output_axes) in kernels.items():
+            want = reference_penalty(
+                keras.ops.convert_to_numpy(weight),
+                l2=0.01,
+                scale=scale,
+                input_axes=input_axes,
+                output_axes=output_axes,
+            )
+            assert computed[path] == pytest.approx(want, rel=1e-5), (
+                scale,
+                path,
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        attached = attach_regularizer(backbone, ScaledL2(0.01))
+    assert sorted(attached) == sorted(
+        set(kernels) | _embedding_tables(backbone)
+    )
+
+
+def test_report_names_layers_and_says_what_restores_each_penalty():
+    backbone = _build("bert")
+    with pytest.warns(UserWarning, match="keras_scaled_l2.load_model"):
+        attach_regularizer(backbone, ScaledL2(0.01), include_embeddings=False)
+    report = penalty_report(backbone)
+    rows = {row.layer: row for row in report.rows}
+    query = rows["transformer_layer_0/self_attention_layer/query"]
+    assert (query.shape, query.fan_in, query.fan_out) == ((8, 2, 4), 8, 8)
+    assert {row.reload for row in report.rows} == {"package"}
+    assert report.total == pytest.approx(
+        float(keras.ops.convert_to_numpy(keras.ops.sum(backbone.losses))),
+        rel=1e-6,
+    )
+    assert "come back only with keras_scaled_l2.load_model" in str(report)
+
+
+def _classifier():
+    """A BERT backbone under a functional head, as users fine-tune one."""
+    backbone = _build("bert")
+    inputs = backbone.input
+    pooled = backbone(inputs)["pooled_output"]
+    outputs = keras.layers.Dense(1, name="head")(pooled)
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+def _token_data(rows=32):
+    rng = np.random.default_rng(0)
+    x = {
+        "token_ids": rng.integers(0, 50, size=(rows, 8)),
+        "segment_ids": np.zeros((rows, 8), "int32"),
+        "padding_mask": np.ones((rows, 8), "int32"),
+    }
+    y = rng.normal(size=(rows, 1)).astype("float32")
+    return x, y
+
+
+def test_penalty_logger_per_layer_names_the_transformer_layers():
+    model = _classifier()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        attach_regularizer(model, ScaledL2(0.1), include_embeddings=False)
+    model.compile(keras.optimizers.Adam(1e-3), "mse", metrics=["mse"])
+    x, y = _token_data()
+    history = model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        validation_split=0.25,
+        verbose=0,
+        callbacks=[PenaltyLogger(per_layer=True)],
+    ).history
+    assert_parts_exact(history)
+    keys = {k for k in history if k.startswith("penalty/")}
+    backbone = model.get_layer(index=3).name  # bert_backbone, numbered
+    assert {
+        "penalty/head",
+        f"penalty/{backbone}/transformer_layer_1/self_attention_layer/value",
+        f"penalty/{backbone}/transformer_layer_0/feedforward_output_dense",
+    } <= keys
+    # Under evaluate, each layer's penalty is its kernels' float64 reference
+    # with their true fans (query, key, value: (hidden, heads, head_dim)).
+    logs = model.evaluate(
+        x,
+        y,
+        verbose=0,
+        return_dict=True,
+        callbacks=[PenaltyLogger(per_layer=True)],
+    )
+    kernels = _matmul_kernels(model)
+    checked = 0
+    for name, layer in _named_layers(model):
+        if getattr(layer, "kernel", None) is None:
+            continue
+        weight, input_axes, output_axes = kernels[layer.kernel.path]
+        want = reference_penalty(
+            keras.ops.convert_to_numpy(weight),
+            l2=0.1,
+            input_axes=input_axes,
+            output_axes=output_axes,
+        )
+        assert logs[f"penalty/{name}"] == pytest.approx(want, rel=1e-5), name
+        checked += 1
+    assert checked == len(kernels) == 14
+
+
+def _named_layers(model, prefix=""):
+    """`(name chain below model, layer)` for every layer under `model`."""
+    for child in model._flatten_layers(include_self=False, recursive=False):
+        name = f"{prefix}{child.name}"
+        yield name, child
+        yield from _named_layers(child, name + "/")
+
+
+RELOAD = textwrap.dedent(
+    """
+    import json, sys
+    import keras
+    import keras_hub
+    import keras_scaled_l2
+    from keras_scaled_l2 import load_model, penalty_report
+
+    def penalties(model):
+        weights = [w for w in model.trainable_weights if w.regularizer]
+        losses = model.losses[len(model.losses) - len(weights):]
+        return {w.path: float(p) for w, p in zip(weights, losses)}
+
+    out = {}
+    for path in sys.argv[1:]:
+        plain = keras.models.load_model(path)
+        ours = load_model(path)
+        resaved = path + ".again.keras"
+        ours.save(resaved)
+        out[path] = {
+            "keras": penalties(plain),
+            "package": penalties(ours),
+            "reload": sorted({r.reload for r in penalty_report(ours).rows}),
+            "again": penalties(load_model(resaved)),
+        }
+    print(json.dumps(out))
+    """
+)
+
+
+def test_every_penalty_comes_back_in_a_fresh_process(tmp_path):
+    models = {name: _build(name) for name in ("gpt2", "llama", "gemma")}
+    models["classifier"] = _classifier()
+    saved = {}
+    for name, model in models.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            attach_regularizer(model, ScaledL2(0.01))
+        path = str(tmp_path / f"{name}.keras")
+        model.save(path)
+        saved[path] = (name, _computed_penalties(model))
+    reloaded = run_json(["-c", RELOAD, *saved])
+    for path, (name, before) in saved.items():
+        got = reloaded[path]
+        want = list(before.values())
+        # Every kernel's penalty, on the same kernels, with both reloads.
+        assert len(got["package"]) == len(before), name
+        np.testing.assert_allclose(
+            list(got["package"].values()), want, rtol=1e-6
+        )
+        np.testing.assert_allclose(list(got["again"].values()), want, rtol=1e-6)
+        # What keras.models.load_model alone restores: only what a saved
+        # config carries (the functional head), as the warning said.
+        head = name == "classifier"
+        assert sorted(got["keras"]) == (["head/kernel"] if head else []), name
+        assert got["reload"] == (["keras", "package"] if head else ["package"])
