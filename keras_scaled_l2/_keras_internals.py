@@ -20,7 +20,7 @@
 - `regularized_weight`: a layer computes each weight's penalty by calling
   `weight.regularizer(value)` from `Layer._get_regularization_losses`,
   whose locals name the layer (`self`) and the weight (`variable`);
-- `keras_saveable_class` / `SAVEABLE_KIND`: what Keras's `.keras` saving
+- `KerasSaveable` / `SAVEABLE_KIND`: what Keras's `.keras` saving
   walks into (any attribute of a layer that is one), calling its
   `save_assets(folder)`; its `_obj_type()` must be one of Keras's kinds,
   and a `"Loss"` has no state Keras would look for;
@@ -43,6 +43,7 @@ import sys
 
 import keras
 from keras import ops
+from keras.src.saving.keras_saveable import KerasSaveable
 
 MINIMUM_KERAS = (3, 10)
 """Before Keras 3.10, `fit` under `tf.distribute.MirroredStrategy` logs a
@@ -240,10 +241,3 @@ def regularized_weight():
 
 SAVEABLE_KIND = "Loss"
 """The `_obj_type()` of a saveable that only writes assets."""
-
-
-def keras_saveable_class():
-    """The base class of what Keras's `.keras` saving walks into."""
-    from keras.src.saving.keras_saveable import KerasSaveable
-
-    return KerasSaveable

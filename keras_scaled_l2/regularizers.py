@@ -9,7 +9,7 @@ import keras
 from keras import ops
 
 from keras_scaled_l2 import _keras_internals
-from keras_scaled_l2._types import Tensor
+from keras_scaled_l2._types import FanAxes, Tensor
 from keras_scaled_l2._validation import (
     validate_axes_pair,
     validate_choice,
@@ -99,7 +99,7 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
         return multiplier
 
     def __call__(self, x: Tensor) -> Tensor:
-        axes = (None, None)
+        axes: FanAxes = (None, None)
         if self.scale in FAN_SCALES and self.input_axes is None:
             # A layer computing its penalties: an `EinsumDense` kernel (of a
             # `MultiHeadAttention` too) gets the fans of its equation.

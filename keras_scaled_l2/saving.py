@@ -189,7 +189,7 @@ def _same(saved, regularizer):
     ) == keras.saving.serialize_keras_object(regularizer)
 
 
-class _PenaltyRecord(_keras_internals.keras_saveable_class()):
+class _PenaltyRecord(_keras_internals.KerasSaveable):
     """Writes the penalties of a model's kernels when the model is saved.
 
     Keras's `.keras` saving walks a layer's attributes and calls

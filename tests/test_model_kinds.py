@@ -1,12 +1,14 @@
 """Scaled penalties and the logger on the model kinds users build."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
 from logged import assert_parts_exact
 from reference import reference_penalty
 
-from keras_scaled_l2 import PenaltyLogger, ScaledL2
+from keras_scaled_l2 import PenaltyLogger, ScaledL2, attach_regularizer
 
 QKV_AXES = {"input_axes": (0,), "output_axes": (1, 2)}  # (dim, heads, key)
 OUTPUT_AXES = {"input_axes": (0, 1), "output_axes": (2,)}  # (heads, key, dim)
@@ -158,3 +160,39 @@ def test_multi_head_attention_with_the_right_fan_axes():
             assert float(keras.ops.convert_to_numpy(penalty)) == pytest.approx(
                 0.2, rel=0.25
             )
+
+
+APPLICATIONS = {
+    "resnet50": lambda: keras.applications.ResNet50(
+        weights=None, input_shape=(32, 32, 3), classes=4
+    ),
+    "mobilenet_v2": lambda: keras.applications.MobileNetV2(
+        weights=None, input_shape=(32, 32, 3), classes=4, alpha=0.35
+    ),
+    "efficientnet_b0": lambda: keras.applications.EfficientNetB0(
+        weights=None, input_shape=(32, 32, 3), classes=4
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(APPLICATIONS))
+def test_keras_applications_get_every_kernel_and_reload_with_it(tmp_path, name):
+    keras.utils.set_random_seed(0)
+    model = APPLICATIONS[name]()
+    kernels = [
+        w
+        for w in model.trainable_weights
+        if len(w.shape) >= 2 and not w.path.endswith("bias")
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every config carries its penalty
+        attached = attach_regularizer(model, ScaledL2(0.01))
+    assert sorted(attached) == sorted(w.path for w in kernels)
+    penalty = float(keras.ops.convert_to_numpy(keras.ops.sum(model.losses)))
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    assert len(reloaded.losses) == len(kernels)
+    assert float(
+        keras.ops.convert_to_numpy(keras.ops.sum(reloaded.losses))
+    ) == pytest.approx(penalty, rel=1e-6)

@@ -49,6 +49,13 @@ def test_documented_python_examples_run_in_order():
         for row in namespaces["tools.md"]["report"].rows
     ]
     assert str(shares) in pages["tools.md"]
+    transformers = namespaces["transformers.md"]
+    counts = (
+        len(transformers["plain"].losses),
+        len(transformers["reloaded"].losses),
+    )
+    assert f"{counts[0]} {counts[1]}" in pages["transformers.md"]
+    assert counts == (0, len(transformers["attached"]))
 
 
 def _readme_table_rows():
