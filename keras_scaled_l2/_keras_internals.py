@@ -43,7 +43,7 @@ import sys
 
 import keras
 from keras import ops
-from keras.src.saving.keras_saveable import KerasSaveable
+from keras.src.saving.keras_saveable import KerasSaveable  # noqa: F401
 
 MINIMUM_KERAS = (3, 10)
 """Before Keras 3.10, `fit` under `tf.distribute.MirroredStrategy` logs a
