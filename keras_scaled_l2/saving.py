@@ -61,9 +61,11 @@ def load_model(
 
     >>> import os, tempfile
     >>> from keras_scaled_l2 import ScaledL2, attach_regularizer
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> model = keras.Sequential(
+    ...     [keras.Input((4,)), keras.layers.Dense(2, name="dense")], name="mlp"
+    ... )
     >>> attach_regularizer(model, ScaledL2(0.01))
-    ['sequential/dense/kernel']
+    ['mlp/dense/kernel']
     >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
     >>> model.save(path)
     >>> len(load_model(path).losses)

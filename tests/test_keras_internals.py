@@ -1,5 +1,7 @@
 """Fails loudly if Keras changes what `_keras_internals` relies on."""
 
+import zipfile
+
 import keras
 import numpy as np
 import pytest
@@ -195,6 +197,71 @@ def test_the_attention_regularizer_set_is_the_one_its_config_saves():
     _keras_internals.set_attention_kernel_regularizer(attention, regularizer)
     saved = attention.get_config()["kernel_regularizer"]
     assert saved["config"] == regularizer.get_config()
+    read = _keras_internals.attention_kernel_regularizer(attention)
+    assert read is regularizer
+
+
+class _Probe(keras.regularizers.Regularizer):
+    """Records what `regularized_weight` finds at each call."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, x):
+        self.seen.append(_keras_internals.regularized_weight())
+        return keras.ops.sum(x) * 0.0
+
+
+def test_a_regularizer_computed_by_a_layer_sees_the_layer_and_weight():
+    probe = _Probe()
+    inner = keras.layers.Dense(3, kernel_regularizer=probe, name="inner")
+    model = keras.Sequential([keras.Input((4,)), inner])
+    assert len(model.losses) == 1  # the model computes those below it
+    ((layer, weight),) = probe.seen
+    assert layer is model and weight is inner.kernel
+    probe.seen.clear()
+    assert len(inner.losses) == 1
+    assert probe.seen == [(inner, inner.kernel)]
+    probe.seen.clear()
+    probe(inner.kernel)  # called by hand: no layer
+    assert probe.seen == [None]
+
+
+def test_only_functional_and_sequential_configs_hold_their_layers():
+    functional = _model()
+    sequential = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+    class Subclassed(keras.Model):
+        def get_config(self):
+            return {}
+
+    configs = _keras_internals.graph_configs()
+    assert type(functional).get_config in configs
+    assert type(sequential).get_config in configs
+    assert Subclassed.get_config not in configs
+    layers = functional.get_config()["layers"]
+    assert [layer["config"]["name"] for layer in layers] == [
+        layer.name for layer in functional.layers
+    ]
+
+
+def test_a_saveable_attribute_writes_its_assets_into_a_keras_file(tmp_path):
+    class Note(_keras_internals.KerasSaveable):
+        def _obj_type(self):
+            return _keras_internals.SAVEABLE_KIND
+
+        def save_assets(self, dir_path):
+            with open(f"{dir_path}/note.txt", "w") as file:
+                file.write("saved")
+
+    model = _model()
+    vars(model)["_note"] = Note()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.read("assets/_note/note.txt") == b"saved"
+    # A fresh model has no such attribute: Keras loads past the asset.
+    assert len(keras.models.load_model(path).weights) == len(model.weights)
 
 
 def test_an_unregistered_class_is_named_from_keras_error():
