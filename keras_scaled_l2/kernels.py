@@ -202,5 +202,6 @@ def weight_fan_axes(
             for k in model_kernels(layer)
         }
         _AXES_BY_LAYER[layer] = table
-        entry = table.get(id(weight), (weight, (None, None)))
+        # Not a kernel (a bias, say): the Keras rule, remembered too.
+        entry = table.setdefault(id(weight), (weight, (None, None)))
     return entry[1]

@@ -179,9 +179,15 @@ class ScaledL2(ScaledRegularizer):
     - `"balanced"` (default): `(fan_in + fan_out) / size`, so that every
       Glorot-initialised kernel starts near `2 * l2`, whatever its size.
 
-    Fans are counted as Keras initializers count them; with `num_examples=m`,
-    `s` is divided by `2 * m`, which gives the textbook cost
-    `(1/m) sum(loss) + lambda/(2m) sum(w**2)` for `l2=lambda`.
+    Fans are counted as Keras initializers count them, except for the
+    kernel of an `EinsumDense` (the projections of `MultiHeadAttention`
+    included): when its layer computes the penalty, the axes its equation
+    sums with the input are the fan-in and those only its output has the
+    fan-out, so a `(hidden, heads, head_dim)` query kernel counts `hidden`
+    in and `heads * head_dim` out. Called by hand on a tensor, the penalty
+    uses `input_axes` / `output_axes` if given, else the Keras rule. With
+    `num_examples=m`, `s` is divided by `2 * m`, which gives the textbook
+    cost `(1/m) sum(loss) + lambda/(2m) sum(w**2)` for `l2=lambda`.
 
     >>> import numpy as np
     >>> kernel = np.ones((256, 128), dtype="float32")

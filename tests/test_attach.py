@@ -1,5 +1,7 @@
+import json
 import textwrap
 import warnings
+import zipfile
 
 import keras
 import numpy as np
@@ -7,7 +9,13 @@ import pytest
 from fresh_process import run_json
 from reference import reference_penalty
 
-from keras_scaled_l2 import ScaledL1, ScaledL2, attach_regularizer
+from keras_scaled_l2 import (
+    ScaledL1,
+    ScaledL2,
+    attach_regularizer,
+    load_model,
+    penalty_report,
+)
 from keras_scaled_l2.kernels import einsum_kernel_axes
 
 X = np.random.default_rng(0).normal(size=(16, 6, 8)).astype("float32")
@@ -398,6 +406,10 @@ def test_einsum_kernel_axes(equation, expected):
         ({"regularizer": ScaledL2(), "include": [3]}, "include"),
         ({"regularizer": ScaledL2(), "exclude": [None]}, "exclude"),
         ({"regularizer": ScaledL2(), "normalize_depth": 1}, "normalize_depth"),
+        (
+            {"regularizer": ScaledL2(), "include_embeddings": "no"},
+            "include_embeddings",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, name):
@@ -406,3 +418,89 @@ def test_bad_arguments(kwargs, name):
         attach_regularizer(model, **kwargs)
     assert f"Invalid value for argument `{name}`" in str(error.value)
     assert "Received:" in str(error.value)
+
+
+def test_embedding_tables_are_an_option():
+    model = _pretrained()
+    with_tables = attach_regularizer(model, ScaledL2(0.01))
+    model = _pretrained()
+    without = attach_regularizer(
+        model, ScaledL2(0.01), include_embeddings=False
+    )
+    assert sorted(set(with_tables) - set(without)) == ["embed/embeddings"]
+    assert model.get_layer("embed").embeddings.regularizer is None
+
+
+def test_a_penalty_no_config_carries_is_restored_by_load_model(tmp_path):
+    class Block(keras.layers.Layer):
+        """A custom layer: its config does not save its sub-layer."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = keras.layers.Dense(4, name="inner")
+
+        def build(self, input_shape):
+            self.inner.build(input_shape)
+
+        def call(self, x):
+            return self.inner(x)
+
+    keras.saving.register_keras_serializable("test_attach")(Block)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,))
+    outputs = keras.layers.Dense(1, name="head")(Block(name="block")(inputs))
+    model = keras.Model(inputs, outputs)
+    with pytest.warns(UserWarning, match="in Block 'block'") as caught:
+        attach_regularizer(model, ScaledL2(0.01))
+    assert "1 of the 2 penalties" in str(caught[0].message)
+    report = penalty_report(model)
+    assert [(r.layer, r.reload) for r in report.rows] == [
+        ("block/inner", "package"),
+        ("head", "keras"),
+    ]
+    before = [float(keras.ops.convert_to_numpy(p)) for p in model.losses]
+    path = tmp_path / "block.keras"
+    model.save(path)
+    assert len(keras.models.load_model(path).losses) == 1  # the head only
+    reloaded = load_model(path)
+    np.testing.assert_allclose(
+        [float(keras.ops.convert_to_numpy(p)) for p in reloaded.losses],
+        before,
+        rtol=1e-6,
+    )
+    # A penalty set by hand where no config carries it, with no record.
+    plain = keras.models.load_model(path)
+    plain.get_layer("block").inner.kernel.regularizer = ScaledL2(0.01)
+    rows = penalty_report(plain).rows
+    assert [(r.layer, r.reload) for r in rows] == [
+        ("block/inner", "lost"),
+        ("head", "keras"),
+    ]
+    assert "LOST on reload" in str(penalty_report(plain))
+
+
+def test_a_record_of_a_different_model_is_refused(tmp_path):
+    model = _attention_model()
+    attach_regularizer(model, ScaledL2(0.01, scale="none"))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    with zipfile.ZipFile(path, "a") as archive:
+        name = next(
+            n
+            for n in archive.namelist()
+            if n.endswith(".json") and "assets" in n
+        )
+        record = json.loads(archive.read(name))
+    record["penalties"][0]["shape"] = [99, 99]
+    edited = tmp_path / "edited.keras"
+    with (
+        zipfile.ZipFile(path) as source,
+        zipfile.ZipFile(edited, "w") as target,
+    ):
+        for item in source.namelist():
+            data = source.read(item)
+            if item == name:
+                data = json.dumps(record).encode()
+            target.writestr(item, data)
+    with pytest.raises(ValueError, match="names kernel 0 as"):
+        load_model(edited)
