@@ -97,11 +97,6 @@ class Kernel:
     input_axes: tuple[int, ...] | None = None
     output_axes: tuple[int, ...] | None = None
 
-    @property
-    def is_embedding_table(self) -> bool:
-        """Whether this is an `Embedding`'s lookup table (not a matmul)."""
-        return self.attribute == "embeddings_regularizer"
-
     def sum_of_squares(self) -> float:
         """The kernel's current `sum(w**2)`, in float64, as a Python float."""
         values = keras.ops.convert_to_numpy(self.weight)
