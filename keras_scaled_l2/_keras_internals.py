@@ -40,6 +40,7 @@ hands both parts to a recorder.
 
 import re
 import sys
+import types
 
 import keras
 from keras import ops
@@ -220,21 +221,33 @@ def unregistered_class(error):
     return found.group(1) if found else None
 
 
-def regularized_weight():
-    """The `(layer, weight)` whose penalty is being computed, or `None`.
+_CALLER_DEPTH = 8  # frames searched: a subclass's `__call__` adds some
 
-    Called from a regularizer's `__call__`: when what called that is Keras's
-    `Layer._get_regularization_losses`, the layer computing its losses (a
-    model computes those of every weight below it) and the weight it is
-    penalising now; any other caller (a user, the penalty report) gives
-    `None`.
+
+def regularized_weight(regularizer):
+    """The `(layer, weight)` whose penalty `regularizer` computes, or `None`.
+
+    Called from the regularizer's `__call__`: when Keras's
+    `Layer._get_regularization_losses` is computing the penalty of a weight
+    whose regularizer is `regularizer`, the layer computing its losses (a
+    model computes those of every weight below it) and that weight; any
+    other caller (a user, the penalty report) gives `None`.
     """
-    frame = sys._getframe(2)
-    if frame.f_code.co_name != "_get_regularization_losses":
+    frame: types.FrameType | None = sys._getframe(1)
+    for _ in range(_CALLER_DEPTH):
+        frame = frame.f_back if frame is not None else None
+        if frame is None:
+            return None
+        if frame.f_code.co_name == "_get_regularization_losses":
+            break
+    else:
         return None
     names = frame.f_locals
     layer, weight = names.get("self"), names.get("variable")
-    if not isinstance(layer, keras.layers.Layer) or weight is None:
+    if (
+        not isinstance(layer, keras.layers.Layer)
+        or getattr(weight, "regularizer", None) is not regularizer
+    ):
         return None
     return layer, weight
 

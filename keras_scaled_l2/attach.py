@@ -152,8 +152,9 @@ def _warn_unless_keras_restores(model, kernels):
         f"them, in {named}. They are recorded in the model and saved with "
         "it in the .keras format (not .h5): reload it with "
         "keras_scaled_l2.load_model(path), which restores them, or attach "
-        "them again after loading. penalty_report(model) shows, per weight, "
-        "what restores its penalty.",
+        "them again after loading (KerasHub's save_to_preset does not keep "
+        "the record either). penalty_report(model) shows, per weight, what "
+        "restores its penalty.",
         stacklevel=3,
     )
 
@@ -247,9 +248,9 @@ def _set(kernel, regularizer, attached):
 def _plan_attention(layer, factory, explicit, plan):
     kernels = layer_kernels(layer)
     regularizers = [factory(k.layer, k.weight) for k in kernels]
-    chosen = {id(r): r for r in regularizers}
     regularizer = regularizers[0]
-    if len(chosen) == 1 and not _has_axes(regularizer):
+    same = all(saving.same_penalty(regularizer, r) for r in regularizers)
+    if same and not _has_axes(regularizer):
         # One regularizer for all four projections, as the config saves
         # it; a scaled one finds each projection's fans when it computes.
         if regularizer is not None:

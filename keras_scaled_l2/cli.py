@@ -129,6 +129,11 @@ def _load_model(path, modules):
             "this process; name the module that registers them with "
             f"--import MODULE. Keras said: {_first_line(error)}"
         ) from error
+    except saving.PenaltyRecordError as error:
+        raise _InspectError(
+            f"{path} loads, but its record of penalties does not fit the "
+            f"model: {_first_line(error)}"
+        ) from error
     except (ValueError, OSError) as error:
         raise _InspectError(
             f"not a Keras model file (.keras or .h5): {path}. Keras said: "

@@ -103,7 +103,7 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
         if self.scale in FAN_SCALES and self.input_axes is None:
             # A layer computing its penalties: an `EinsumDense` kernel (of a
             # `MultiHeadAttention` too) gets the fans of its equation.
-            penalised = _keras_internals.regularized_weight()
+            penalised = _keras_internals.regularized_weight(self)
             if penalised is not None:
                 axes = weight_fan_axes(*penalised)
         return self._penalty_with_axes(x, *axes)

@@ -39,7 +39,7 @@ class PenaltyRow:
     penalty: float
     share: float
     num_kernels: int | None = None  # a scaled penalty's `num_kernels`
-    reload: str = "keras"  # what restores it: "keras", "package" or "lost"
+    reload: str = "keras"  # what restores it: "keras", "package", "unknown"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +204,7 @@ def penalty_report(
                 scale=_scale_name(regularizer),
                 num_kernels=getattr(regularizer, "num_kernels", None),
                 penalty=_penalty(regularizer, weight, kernel),
-                reload=reload_paths.get(id(weight), saving.LOST),
+                reload=reload_paths.get(id(weight), saving.UNKNOWN),
             )
         )
     total = sum(record["penalty"] for record in records)
@@ -284,18 +284,20 @@ def _scale_name(regularizer):
 
 def _reload_notes(rows):
     package = sum(r.reload == saving.PACKAGE for r in rows)
-    lost = sum(r.reload == saving.LOST for r in rows)
+    unknown = sum(r.reload == saving.UNKNOWN for r in rows)
     notes = []
     if package:
         notes.append(
             f"reload: {package} of these penalties come back only with "
             "keras_scaled_l2.load_model (keras.models.load_model drops them)."
         )
-    if lost:
+    if unknown:
         notes.append(
-            f"reload: {lost} of these penalties are LOST on reload (no saved "
-            "config or record carries them); set them with "
-            "attach_regularizer, which records them."
+            f"reload: {unknown} of these penalties sit in layers whose saved "
+            "configs are not known to carry them, and no record does: they "
+            "come back only if the layer's constructor sets them again. Set "
+            "them with attach_regularizer, which records them for "
+            "keras_scaled_l2.load_model."
         )
     return notes
 

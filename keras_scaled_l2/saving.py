@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 import weakref
 import zipfile
 from collections.abc import Iterator
@@ -39,8 +40,12 @@ _RECORD_FORMAT = 1
 
 KERAS = "keras"
 PACKAGE = "package"
-LOST = "lost"
+UNKNOWN = "unknown"
 """What brings a weight's penalty back (see `reload_paths`)."""
+
+
+class PenaltyRecordError(ValueError):
+    """A saved penalty record that cannot be restored on the loaded model."""
 
 
 def load_model(
@@ -81,7 +86,8 @@ def load_model(
         The loaded Keras model.
 
     Raises:
-        ValueError: if the record names kernels the loaded model lacks.
+        PenaltyRecordError: (a `ValueError`) if the record does not fit the
+            loaded model: it names kernels the model does not have.
     """
     model = keras.models.load_model(
         filepath,
@@ -91,7 +97,7 @@ def load_model(
     )
     records = _read_records(filepath)
     for record in records:
-        _restore(model, record, custom_objects)
+        _restore(model, record, custom_objects, safe_mode)
     if records:
         _keras_internals.drop_step_functions(model)
     return model
@@ -110,8 +116,10 @@ def reload_paths(model: keras.layers.Layer) -> dict[int, str]:
     `"keras"`: its layer's saved config carries the penalty, so
     `keras.models.load_model` restores it (and `load_model` too);
     `"package"`: only `keras_scaled_l2.load_model` restores it, from the
-    record `attach_regularizer` left on a layer holding it; `"lost"`:
-    neither, and the penalty is gone after a reload.
+    record `attach_regularizer` left on a layer holding it; `"unknown"`:
+    neither a config Keras saves nor a record carries it, so it comes back
+    only if its layer's constructor sets it again (a custom layer that
+    builds `Dense(..., kernel_regularizer=...)` in `__init__` does).
     """
     paths: dict[int, str] = {}
     recorded: set[int] = set()
@@ -126,14 +134,14 @@ def reload_paths(model: keras.layers.Layer) -> dict[int, str]:
             if weight.regularizer is not None and id(weight) not in below:
                 kernel = kernels.get(id(weight))
                 carried = saved and _config_carries(layer, kernel)
-                paths.setdefault(id(weight), KERAS if carried else LOST)
+                paths.setdefault(id(weight), KERAS if carried else UNKNOWN)
         saves_children = saved and _saves_sublayers(layer)
         for child in children:
             visit(child, saves_children)
 
     visit(model, True)
     for weight_id, path in paths.items():
-        if path == LOST and weight_id in recorded:
+        if path == UNKNOWN and weight_id in recorded:
             paths[weight_id] = PACKAGE
     return paths
 
@@ -178,17 +186,18 @@ def _config_carries(layer, kernel):
         return False
     else:
         saved = getattr(kernel.layer, kernel.attribute, None)
-    return _same(saved, kernel.weight.regularizer)
+    return same_penalty(saved, kernel.weight.regularizer)
 
 
-def _same(saved, regularizer):
-    if saved is regularizer:
+def same_penalty(a, b):
+    """Whether two regularizers (or `None`s) save as the same config."""
+    if a is b:
         return True
-    if saved is None or regularizer is None:
+    if a is None or b is None:
         return False
     return keras.saving.serialize_keras_object(
-        saved
-    ) == keras.saving.serialize_keras_object(regularizer)
+        a
+    ) == keras.saving.serialize_keras_object(b)
 
 
 class _PenaltyRecord(_keras_internals.KerasSaveable):
@@ -200,7 +209,7 @@ class _PenaltyRecord(_keras_internals.KerasSaveable):
     """
 
     def __init__(self, model):
-        self._model = weakref.ref(model)
+        self._model = weakref.ref(model) if model is not None else _gone
 
     def _obj_type(self):
         return _keras_internals.SAVEABLE_KIND
@@ -216,10 +225,16 @@ class _PenaltyRecord(_keras_internals.KerasSaveable):
         """Nothing: `load_model` reads the record from the file itself."""
 
     def __deepcopy__(self, memo):
-        return type(self)(copy.deepcopy(self._model(), memo))
+        # Copied with its model: the copy's record describes the copy.
+        model = self._model()
+        return type(self)(None if model is None else copy.deepcopy(model, memo))
 
     def __reduce__(self):
         return type(self), (self._model(),)
+
+
+def _gone():
+    return None
 
 
 def _record_of(model):
@@ -228,6 +243,7 @@ def _record_of(model):
         {
             "layer": owners.get(id(kernel.weight), kernel.weight.path),
             "weight": kernel.weight.name,
+            "class_name": type(kernel.layer).__name__,
             "shape": list(kernel.weight.shape),
             "position": position,
             "regularizer": keras.saving.serialize_keras_object(
@@ -246,30 +262,48 @@ def _record_of(model):
 
 def _read_records(filepath):
     path = os.fspath(filepath)
-    if not zipfile.is_zipfile(path):
-        return []
-    with zipfile.ZipFile(path) as archive:
+    if os.path.isdir(path):  # saved with `zipped=False`
         return [
-            json.loads(archive.read(name))
-            for name in archive.namelist()
-            if name.endswith("/" + RECORD_FILE)
+            _read_json(os.path.join(folder, RECORD_FILE))
+            for folder, _, files in sorted(os.walk(path))
+            if RECORD_FILE in files
         ]
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return [
+                json.loads(archive.read(name))
+                for name in archive.namelist()
+                if name.endswith("/" + RECORD_FILE)
+            ]
+    if not path.endswith((".h5", ".hdf5")):
+        warnings.warn(
+            f"keras_scaled_l2.load_model reads the penalty record from a "
+            f"local .keras file or folder; {path} is neither, so penalties "
+            "that no saved config carries were not restored. Copy the file "
+            "locally and load it from there.",
+            stacklevel=3,
+        )
+    return []
 
 
-def _restore(model, record, custom_objects):
+def _read_json(path):
+    with open(path) as file:
+        return json.load(file)
+
+
+def _restore(model, record, custom_objects, safe_mode):
     if record.get("format") != _RECORD_FORMAT:
-        raise ValueError(
+        raise PenaltyRecordError(
             f"The penalty record in this file has format "
             f"{record.get('format')!r}; this version of keras-scaled-l2 "
             f"reads format {_RECORD_FORMAT}. Upgrade keras-scaled-l2."
         )
     root = _recorded_root(model, record["model"])
-    kernels = list(model_kernels(root))
-    _check_kernels(root, kernels, record["penalties"])
-    for entry in record["penalties"]:
-        kernel = kernels[entry["position"]]
+    for entry, kernel in _matched(root, record["penalties"]):
         regularizer = keras.saving.deserialize_keras_object(
-            entry["regularizer"], custom_objects=custom_objects
+            entry["regularizer"],
+            custom_objects=custom_objects,
+            safe_mode=safe_mode,
         )
         if kernel.attribute is not None:
             setattr(kernel.layer, kernel.attribute, regularizer)
@@ -278,44 +312,60 @@ def _restore(model, record, custom_objects):
 
 
 def _recorded_root(model, described):
-    layers = list(_all_layers(model))
     found = [
         layer
-        for layer in layers
+        for layer in _all_layers(model)
         if layer.name == described["name"]
         and type(layer).__name__ == described["class_name"]
     ]
     if len(found) != 1:
-        found = [
-            layer
-            for layer in layers
-            if type(layer).__name__ == described["class_name"]
-        ]
-    if len(found) != 1:
-        raise ValueError(
+        raise PenaltyRecordError(
             "The saved penalty record is for the "
             f"{described['class_name']} '{described['name']}', which the "
             f"loaded model has {len(found)} of; cannot tell where to "
-            "restore the penalties. Re-attach them with attach_regularizer."
+            "restore the penalties. Attach them again with "
+            "attach_regularizer."
         )
     return found[0]
 
 
-def _check_kernels(root, kernels, penalties):
-    for entry in penalties:
-        position = entry["position"]
-        kernel = kernels[position] if position < len(kernels) else None
-        if kernel is None or (
-            list(kernel.weight.shape) != entry["shape"]
-            or kernel.weight.name != entry["weight"]
-        ):
-            raise ValueError(
+def _matched(root, penalties):
+    """Pairs each record entry with its kernel in the loaded model.
+
+    By layer name first; where names differ (layers named automatically,
+    `dense_3` in one process and `dense` in another), by position in the
+    model, if the kernel there has the recorded layer class, weight name
+    and shape.
+    """
+    kernels = list(model_kernels(root))
+    owners = weight_owners(root)
+    by_name = {(owners.get(id(k.weight)), k.weight.name): k for k in kernels}
+    pairs = [(e, by_name.get((e["layer"], e["weight"]))) for e in penalties]
+    if all(k is not None and _fits(e, k) for e, k in pairs):
+        return pairs
+    pairs = [
+        (e, kernels[e["position"]] if e["position"] < len(kernels) else None)
+        for e in penalties
+    ]
+    for entry, kernel in pairs:
+        if kernel is None or not _fits(entry, kernel):
+            raise PenaltyRecordError(
                 f"The saved penalty record of '{root.name}' names kernel "
-                f"{position} as '{entry['layer']}/{entry['weight']}' of "
-                f"shape {tuple(entry['shape'])}, which the loaded model does "
-                "not have there: the model was built differently from the "
-                "one saved. Re-attach the penalties with attach_regularizer."
+                f"'{entry['layer']}/{entry['weight']}' ({entry['class_name']}, "
+                f"shape {tuple(entry['shape'])}), which the loaded model has "
+                "neither by that name nor in that place: it was built "
+                "differently from the model saved. Attach the penalties "
+                "again with attach_regularizer."
             )
+    return pairs
+
+
+def _fits(entry, kernel):
+    return (
+        list(kernel.weight.shape) == entry["shape"]
+        and kernel.weight.name == entry["weight"]
+        and type(kernel.layer).__name__ == entry["class_name"]
+    )
 
 
 def _all_layers(model):

@@ -28,6 +28,16 @@ def reference_fans(shape, input_axes=None, output_axes=None):
     return receptive * shape[-2], receptive * shape[-1]
 
 
+def reference_scale(fan_in, fan_out, size, scale):
+    return {
+        "none": 1.0,
+        "size": 1.0 / size,
+        "fan_in": 1.0 / fan_in,
+        "fan_out": 1.0 / fan_out,
+        "balanced": (fan_in + fan_out) / size,
+    }[scale]
+
+
 def reference_multiplier(
     shape,
     scale,
@@ -38,13 +48,7 @@ def reference_multiplier(
 ):
     fan_in, fan_out = reference_fans(shape, input_axes, output_axes)
     size = int(np.prod(shape, dtype=np.int64))
-    multiplier = {
-        "none": 1.0,
-        "size": 1.0 / size,
-        "fan_in": 1.0 / fan_in,
-        "fan_out": 1.0 / fan_out,
-        "balanced": (fan_in + fan_out) / size,
-    }[scale]
+    multiplier = reference_scale(fan_in, fan_out, size, scale)
     if num_examples is not None:
         multiplier /= 2.0 * num_examples
     if num_kernels is not None:
@@ -69,21 +73,3 @@ def reference_penalty(
     return multiplier * (
         l1 * np.sum(np.abs(weights)) + l2 * np.sum(np.square(weights))
     )
-
-
-def reference_einsum_axes(equation):
-    """`(input_axes, output_axes)` of an einsum kernel, from its letters.
-
-    A kernel letter summed over with the input is an input axis; one that
-    only the output has is an output axis; one that input, kernel and
-    output share indexes separate matrices and is neither.
-    """
-    left, output = equation.replace(" ", "").split("->")
-    inputs, kernel = left.split(",")
-    input_axes = [
-        i for i, c in enumerate(kernel) if c in inputs and c not in output
-    ]
-    output_axes = [
-        i for i, c in enumerate(kernel) if c in output and c not in inputs
-    ]
-    return tuple(input_axes), tuple(output_axes)

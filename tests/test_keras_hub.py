@@ -4,6 +4,7 @@ The backbones are built from small configs with random weights: nothing
 is downloaded.
 """
 
+import re
 import textwrap
 import warnings
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from fresh_process import run_json
 from logged import assert_parts_exact
-from reference import reference_einsum_axes, reference_penalty
+from reference import reference_scale
 
 from keras_scaled_l2 import (
     SCALES,
@@ -22,8 +23,6 @@ from keras_scaled_l2 import (
     attach_regularizer,
     penalty_report,
 )
-
-pytestmark = pytest.mark.keras_hub
 
 SMALL = dict(
     vocabulary_size=50, num_layers=2, hidden_dim=8, intermediate_dim=16
@@ -53,6 +52,45 @@ def _build(name):
     return BACKBONES[name]()
 
 
+# Each matmul kernel's (fan_in, fan_out), from the configs above (hidden
+# 8, 2 query heads of 4, 1 key/value head where grouped, intermediate 16;
+# Gemma's gated MLP halves it), keyed by its layer's name and its weight.
+ATTENTION = {
+    ("query", "kernel"): (8, 8),
+    ("key", "kernel"): (8, 8),
+    ("value", "kernel"): (8, 8),
+    ("attention_output", "kernel"): (8, 8),
+}
+GROUPED = {**ATTENTION, ("key", "kernel"): (8, 4), ("value", "kernel"): (8, 4)}
+EXPECTED_FANS = {
+    "bert": {
+        **ATTENTION,
+        ("feedforward_intermediate_dense", "kernel"): (8, 16),
+        ("feedforward_output_dense", "kernel"): (16, 8),
+        ("pooled_dense", "kernel"): (8, 8),
+    },
+    "gpt2": {
+        **ATTENTION,
+        ("feedforward_intermediate_dense", "kernel"): (8, 16),
+        ("feedforward_output_dense", "kernel"): (16, 8),
+    },
+    "llama": {
+        **GROUPED,
+        ("feedforward_intermediate_dense", "kernel"): (8, 16),
+        ("feedforward_gate_dense", "kernel"): (8, 16),
+        ("feedforward_output_dense", "kernel"): (16, 8),
+        # The untied output projection, hidden x vocabulary.
+        ("token_embedding", "reverse_embeddings"): (8, 50),
+    },
+    "gemma": {
+        **GROUPED,
+        ("ffw_gating", "kernel"): (8, 8),
+        ("ffw_gating_2", "kernel"): (8, 8),
+        ("ffw_linear", "kernel"): (8, 8),
+    },
+}
+
+
 def _layers(model):
     stack = [model]
     while stack:
@@ -61,26 +99,27 @@ def _layers(model):
         stack.extend(layer._flatten_layers(include_self=False, recursive=False))
 
 
-def _matmul_kernels(model):
-    """`{path: (weight, input_axes, output_axes)}`, found independently."""
-    found = {}
-    for layer in _layers(model):
-        if isinstance(layer, keras.layers.EinsumDense):
-            axes = reference_einsum_axes(layer.equation)
-            found[layer.kernel.path] = (layer.kernel, *axes)
-        elif isinstance(layer, keras.layers.Dense):
-            found[layer.kernel.path] = (layer.kernel, None, None)
-        reverse = getattr(layer, "reverse_embeddings", None)
-        if isinstance(reverse, keras.Variable):
-            found[reverse.path] = (reverse, None, None)
-    return found
+def _owners(model):
+    """`{id(weight): name of the layer that holds it}`."""
+    return {
+        id(weight): layer.name
+        for layer in _layers(model)
+        for weight in layer._trainable_variables
+    }
 
 
 def _embedding_tables(model):
+    """Paths of the lookup tables: every weight named `embeddings`."""
+    return {w.path for w in model.trainable_weights if w.name == "embeddings"}
+
+
+def _matrices(model):
+    """Paths of every trainable weight of two dimensions or more but the
+    biases (an attention projection's bias is `(heads, head_dim)`)."""
     return {
-        layer.embeddings.path
-        for layer in _layers(model)
-        if isinstance(layer, keras.layers.Embedding)
+        w.path
+        for w in model.trainable_weights
+        if len(w.shape) >= 2 and w.name != "bias"
     }
 
 
@@ -97,7 +136,8 @@ def _computed_penalties(model):
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_every_matmul_kernel_is_penalised_with_its_true_fans(name):
     backbone = _build(name)
-    kernels = _matmul_kernels(backbone)
+    owners = _owners(backbone)
+    matmuls = _matrices(backbone) - _embedding_tables(backbone)
     holder = f"{type(backbone).__name__} '{backbone.name}'"
     for scale in SCALES:
         with pytest.warns(UserWarning, match=holder):
@@ -107,27 +147,40 @@ def test_every_matmul_kernel_is_penalised_with_its_true_fans(name):
                 include_embeddings=False,
             )
         # 100 % of the matmul kernels, and nothing else.
-        assert sorted(attached) == sorted(kernels)
+        assert sorted(attached) == sorted(matmuls)
         computed = _computed_penalties(backbone)
-        assert sorted(computed) == sorted(kernels)
-        for path, (weight, input_axes, output_axes) in kernels.items():
-            want = reference_penalty(
-                keras.ops.convert_to_numpy(weight),
-                l2=0.01,
-                scale=scale,
-                input_axes=input_axes,
-                output_axes=output_axes,
+        assert sorted(computed) == sorted(matmuls)
+        for weight in backbone.trainable_weights:
+            if weight.path not in matmuls:
+                continue
+            key = (owners[id(weight)], weight.name)
+            fan_in, fan_out = EXPECTED_FANS[name][key]
+            values = keras.ops.convert_to_numpy(weight).astype("float64")
+            want = (
+                0.01
+                * reference_scale(fan_in, fan_out, values.size, scale)
+                * np.sum(values**2)
             )
-            assert computed[path] == pytest.approx(want, rel=1e-5), (
+            assert computed[weight.path] == pytest.approx(want, rel=1e-5), (
                 scale,
-                path,
+                weight.path,
             )
+    rows = penalty_report(backbone).rows
+    assert {(r.fan_in, r.fan_out) for r in rows} == set(
+        EXPECTED_FANS[name].values()
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         attached = attach_regularizer(backbone, ScaledL2(0.01))
-    assert sorted(attached) == sorted(
-        set(kernels) | _embedding_tables(backbone)
-    )
+    tables = {
+        w.path
+        for layer in _layers(backbone)
+        if isinstance(layer, keras.layers.Embedding)
+        for w in [layer.embeddings]
+    }
+    # By default the Embedding tables too (KerasHub's PositionEmbedding is
+    # not an Embedding, and is left alone).
+    assert sorted(attached) == sorted(matmuls | tables)
 
 
 def test_report_names_layers_and_says_what_restores_each_penalty():
@@ -199,21 +252,21 @@ def test_penalty_logger_per_layer_names_the_transformer_layers():
         return_dict=True,
         callbacks=[PenaltyLogger(per_layer=True)],
     )
-    kernels = _matmul_kernels(model)
+    fans = {**EXPECTED_FANS["bert"], ("head", "kernel"): (8, 1)}
     checked = 0
     for name, layer in _named_layers(model):
         if getattr(layer, "kernel", None) is None:
             continue
-        weight, input_axes, output_axes = kernels[layer.kernel.path]
-        want = reference_penalty(
-            keras.ops.convert_to_numpy(weight),
-            l2=0.1,
-            input_axes=input_axes,
-            output_axes=output_axes,
+        fan_in, fan_out = fans[(layer.name, "kernel")]
+        values = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
+        want = (
+            0.1
+            * reference_scale(fan_in, fan_out, values.size, "balanced")
+            * np.sum(values**2)
         )
         assert logs[f"penalty/{name}"] == pytest.approx(want, rel=1e-5), name
         checked += 1
-    assert checked == len(kernels) == 14
+    assert checked == 14  # 2 x (4 projections + 2 dense), pooler, head
 
 
 def _named_layers(model, prefix=""):
@@ -254,6 +307,13 @@ RELOAD = textwrap.dedent(
 )
 
 
+def _factor_per_block(layer, weight):
+    """A different factor in each transformer block, the same within it,
+    so that a penalty restored on another block's kernel shows."""
+    block = re.search(r"(?:layer|block)_(\d+)/", weight.path)
+    return ScaledL2(0.01 * (2 + int(block.group(1))) if block else 0.05)
+
+
 def test_every_penalty_comes_back_in_a_fresh_process(tmp_path):
     models = {name: _build(name) for name in ("gpt2", "llama", "gemma")}
     models["classifier"] = _classifier()
@@ -261,7 +321,7 @@ def test_every_penalty_comes_back_in_a_fresh_process(tmp_path):
     for name, model in models.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            attach_regularizer(model, ScaledL2(0.01))
+            attach_regularizer(model, _factor_per_block)
         path = str(tmp_path / f"{name}.keras")
         model.save(path)
         saved[path] = (name, _computed_penalties(model))

@@ -50,6 +50,7 @@ def test_documented_python_examples_run_in_order():
     ]
     assert str(shares) in pages["tools.md"]
     transformers = namespaces["transformers.md"]
+    assert str(transformers["query_fans"]) in pages["transformers.md"]
     counts = (
         len(transformers["plain"].losses),
         len(transformers["reloaded"].losses),
