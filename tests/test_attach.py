@@ -13,6 +13,7 @@ from keras_scaled_l2 import (
     ScaledL1,
     ScaledL2,
     attach_regularizer,
+    cli,
     load_model,
     penalty_report,
 )
@@ -528,7 +529,7 @@ def test_a_penalty_no_config_carries_is_restored_by_load_model(tmp_path):
     assert "not known to carry them" in str(penalty_report(plain))
 
 
-def test_a_record_of_a_different_model_is_refused(tmp_path):
+def test_a_record_of_a_different_model_is_refused(tmp_path, capsys):
     model = _attention_model()
     attach_regularizer(model, ScaledL2(0.01, scale="none"))
     path = tmp_path / "model.keras"
@@ -553,3 +554,7 @@ def test_a_record_of_a_different_model_is_refused(tmp_path):
             target.writestr(item, data)
     with pytest.raises(ValueError, match="neither by that name nor in that"):
         load_model(edited)
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["inspect", str(edited)])
+    assert exit.value.code == 2
+    assert "its record of penalties does not fit" in capsys.readouterr().err
