@@ -179,7 +179,9 @@ def _saves_sublayers(layer):
 def _config_carries(layer, kernel):
     """Whether `layer`'s own config saves the penalty of `kernel`."""
     if kernel is None:
-        return True  # a bias or other weight: its layer's config names it
+        # A bias or other weight: a Keras layer's config names its
+        # regularizer; another layer's may or may not.
+        return type(layer).__module__.startswith("keras.")
     if isinstance(layer, keras.layers.MultiHeadAttention):
         saved = _keras_internals.attention_kernel_regularizer(layer)
     elif kernel.attribute is None:
