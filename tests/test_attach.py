@@ -276,24 +276,27 @@ def _attention_reference(model, l2, scale):
     ]
 
 
-@pytest.mark.parametrize("scale", ["balanced", "fan_in", "size"])
-def test_attention_gets_each_projections_fans_and_reloads(tmp_path, scale):
-    model = _attention_model()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # its config carries the penalty
-        attached = attach_regularizer(
-            model, ScaledL2(0.01, scale=scale), include=["attention"]
+def test_attention_gets_each_projections_fans_and_reloads(tmp_path):
+    paths, wants = [], []
+    for scale in ("balanced", "fan_in", "size"):
+        model = _attention_model()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # its config carries the penalty
+            attached = attach_regularizer(
+                model, ScaledL2(0.01, scale=scale), include=["attention"]
+            )
+        assert len(attached) == 4
+        want = _attention_reference(model, 0.01, scale)
+        np.testing.assert_allclose(
+            [float(p) for p in model.losses], want, rtol=1e-5
         )
-    assert len(attached) == 4
-    want = _attention_reference(model, 0.01, scale)
-    np.testing.assert_allclose(
-        [float(p) for p in model.losses], want, rtol=1e-5
-    )
-    model.save(tmp_path / "attention.keras")
-    reloaded = run_json(
-        ["-c", RELOAD_PENALTIES, str(tmp_path / "attention.keras")]
-    )
-    np.testing.assert_allclose(list(reloaded.values()), want, rtol=1e-5)
+        paths.append(str(tmp_path / f"{scale}.keras"))
+        model.save(paths[-1])
+        wants.append(want)
+    # Plain keras.models.load_model, in one fresh process for all three.
+    reloaded = run_json(["-c", RELOAD_PENALTIES, *paths])
+    for got, want in zip(reloaded, wants, strict=True):
+        np.testing.assert_allclose(list(got.values()), want, rtol=1e-5)
 
 
 def test_attention_penalty_passed_directly_gets_each_projections_fans():
@@ -372,14 +375,15 @@ RELOAD_PENALTIES = textwrap.dedent(
     import json, sys
     import keras
     import keras_scaled_l2
-    model = keras.models.load_model(sys.argv[1])
-    # As the model computes them: the weight penalties close model.losses,
-    # in trainable_weights order.
-    weights = [w for w in model.trainable_weights if w.regularizer]
-    penalties = model.losses[len(model.losses) - len(weights):]
-    print(json.dumps({
-        w.path: float(p) for w, p in zip(weights, penalties)
-    }))
+    def penalties(path):
+        model = keras.models.load_model(path)
+        # As the model computes them: the weight penalties close
+        # model.losses, in trainable_weights order.
+        weights = [w for w in model.trainable_weights if w.regularizer]
+        losses = model.losses[len(model.losses) - len(weights):]
+        return {w.path: float(p) for w, p in zip(weights, losses)}
+
+    print(json.dumps([penalties(path) for path in sys.argv[1:]]))
     """
 )
 
@@ -399,7 +403,7 @@ def test_normalize_depth_divides_by_the_kernels_penalised(tmp_path):
     assert {w.regularizer.num_kernels for w in kernels} == {5}
     path = tmp_path / "normalized.keras"
     model.save(path)
-    reloaded = run_json(["-c", RELOAD_PENALTIES, str(path)])
+    (reloaded,) = run_json(["-c", RELOAD_PENALTIES, str(path)])
     assert sorted(reloaded) == sorted(attached)
     for weight in kernels:
         assert reloaded[weight.path] == pytest.approx(
