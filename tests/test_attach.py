@@ -299,13 +299,18 @@ def test_attention_gets_each_projections_fans_and_reloads(tmp_path):
         np.testing.assert_allclose(list(got.values()), want, rtol=1e-5)
 
 
-def test_attention_penalty_passed_directly_gets_each_projections_fans():
+def _attention_given(regularizer):
+    """Attention alone, with `regularizer` passed to it directly."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6, 16))
     x = keras.layers.MultiHeadAttention(
-        4, 8, name="attention", kernel_regularizer=ScaledL2(0.01)
+        4, 8, name="attention", kernel_regularizer=regularizer
     )(inputs, inputs)
-    model = keras.Model(inputs, x)
+    return keras.Model(inputs, x)
+
+
+def test_attention_penalty_passed_directly_gets_each_projections_fans():
+    model = _attention_given(ScaledL2(0.01))
     want = _attention_reference(model, 0.01, "balanced")
     np.testing.assert_allclose(
         [float(p) for p in model.losses], want, rtol=1e-5
@@ -329,12 +334,7 @@ def test_a_subclass_calling_the_base_call_gets_the_fans_too():
             type(self).calls += 1
             return super().__call__(x)
 
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((6, 16))
-    x = keras.layers.MultiHeadAttention(
-        4, 8, name="attention", kernel_regularizer=Counted(0.01)
-    )(inputs, inputs)
-    model = keras.Model(inputs, x)
+    model = _attention_given(Counted(0.01))
     np.testing.assert_allclose(
         [float(p) for p in model.losses],
         _attention_reference(model, 0.01, "balanced"),

@@ -62,23 +62,17 @@ ATTENTION = {
     ("attention_output", "kernel"): (8, 8),
 }
 GROUPED = {**ATTENTION, ("key", "kernel"): (8, 4), ("value", "kernel"): (8, 4)}
+FEEDFORWARD = {
+    ("feedforward_intermediate_dense", "kernel"): (8, 16),
+    ("feedforward_output_dense", "kernel"): (16, 8),
+}
 EXPECTED_FANS = {
-    "bert": {
-        **ATTENTION,
-        ("feedforward_intermediate_dense", "kernel"): (8, 16),
-        ("feedforward_output_dense", "kernel"): (16, 8),
-        ("pooled_dense", "kernel"): (8, 8),
-    },
-    "gpt2": {
-        **ATTENTION,
-        ("feedforward_intermediate_dense", "kernel"): (8, 16),
-        ("feedforward_output_dense", "kernel"): (16, 8),
-    },
+    "bert": {**ATTENTION, **FEEDFORWARD, ("pooled_dense", "kernel"): (8, 8)},
+    "gpt2": {**ATTENTION, **FEEDFORWARD},
     "llama": {
         **GROUPED,
-        ("feedforward_intermediate_dense", "kernel"): (8, 16),
+        **FEEDFORWARD,
         ("feedforward_gate_dense", "kernel"): (8, 16),
-        ("feedforward_output_dense", "kernel"): (16, 8),
         # The untied output projection, hidden x vocabulary.
         ("token_embedding", "reverse_embeddings"): (8, 50),
     },
