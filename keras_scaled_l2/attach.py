@@ -132,6 +132,7 @@ def _warn_unless_keras_restores(model, kernels):
     }
     if not lost:
         return
+    count = len(lost)
     holders = []
     for layer in saving.unsaved_layers(model):
         if any(id(w) in lost for w in layer.weights):
@@ -145,7 +146,6 @@ def _warn_unless_keras_restores(model, kernels):
     named = ", ".join(holders[:5])
     if len(holders) > 5:
         named += f" and {len(holders) - 5} more"
-    count = sum(paths[id(k.weight)] != saving.KERAS for k in kernels)
     warnings.warn(
         f"keras.models.load_model will not restore {count} of the "
         f"{len(kernels)} penalties just attached: no saved config carries "
