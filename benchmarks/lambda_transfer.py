@@ -98,6 +98,11 @@ def main(argv=None):
     parser.add_argument(
         "--only", default="", help="train only groups whose key has this"
     )
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="summarize the records already in the results file",
+    )
     arguments = parser.parse_args(argv)
     mode = "quick" if arguments.quick else "full"
     settings = QUICK if arguments.quick else FULL
@@ -121,6 +126,8 @@ def main(argv=None):
         for g in groups(settings)
         if g.key not in done and arguments.only in g.key
     ]
+    if arguments.no_train:
+        todo = []
     for index, group in enumerate(todo, 1):
         records += train_group(group, settings)
         write(path, {**base, "records": records, "summary": None})

@@ -54,7 +54,7 @@ def _weights(layers):
 
 def _keras_optimizer(name, decay):
     """What a user would train one member with: Keras's own classes."""
-    rate = training.LEARNING_RATES[name]
+    rate = settings.TABULAR_LEARNING_RATES[name]
     if name == "adam":
         return keras.optimizers.Adam(rate)
     if name == "adamw":
@@ -112,6 +112,107 @@ def test_members_train_as_if_alone(optimizer):
             rtol=1e-3,
             atol=1e-5,
         )
+
+
+def _member_variables(model, index):
+    return [
+        v for v in model.weights if training.member_index(v.path) == index
+    ]
+
+
+@pytest.mark.parametrize(
+    ("family", "optimizer"),
+    [("cnn", "adamw"), ("transformer", "adam"), ("mlp", "sgd")],
+)
+def test_family_members_train_as_if_alone(family, optimizer):
+    """Each member of a CNN, transformer or MLP group trains as alone.
+
+    The reference is a group of one member, built by the same code, given
+    the member's initial weights and the same batches.
+    """
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 40)).astype("float32")
+    y = rng.integers(0, 10, size=64).astype("int32")
+    if optimizer == "adamw":
+        members, decays = [None, None], [0.5, 0.0]
+    else:
+        members, decays = [ScaledL2(0.05, "balanced"), None], [0.0, 0.0]
+    group = training.build_family_group(family, members, 40, 8, 2, seed=3)
+    initial = [
+        [np.array(v.numpy()) for v in _member_variables(group, m)]
+        for m in range(2)
+    ]
+    # Same initial weights for both members (bit-identical: copies).
+    for first, second in zip(*initial, strict=True):
+        np.testing.assert_array_equal(first, second)
+    group.compile(
+        optimizer=training.make_optimizer(optimizer, decays, 1e-2),
+        loss=training.group_cross_entropy,
+    )
+    group.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    for index, regularizer in enumerate(members):
+        alone = training.build_family_group(
+            family, [regularizer], 40, 8, 2, seed=9
+        )
+        for variable, value in zip(
+            alone.weights, initial[index], strict=True
+        ):
+            variable.assign(value)
+        alone.compile(
+            optimizer=training.make_optimizer(
+                optimizer, decays[index : index + 1], 1e-2
+            ),
+            loss=training.group_cross_entropy,
+        )
+        alone.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        trained = _member_variables(group, index)
+        for got, want in zip(trained, alone.weights, strict=True):
+            np.testing.assert_allclose(
+                got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5
+            )
+    # The penalty (or decay) made a difference.
+    assert not np.allclose(
+        _member_variables(group, 0)[0].numpy(),
+        _member_variables(group, 1)[0].numpy(),
+        rtol=1e-3,
+        atol=1e-5,
+    )
+
+
+def test_family_kernel_counts_and_penalties_match_a_numpy_reference():
+    """Every family penalises `num_kernels` kernels, each with its fans.
+
+    The transformer's attention projections take the fans of their einsum
+    equations: query, key and value `(width, heads, key_dim)` have fans
+    `(width, width)`, the output `(heads, key_dim, width)` too.
+    """
+    width, depth = 8, 2
+    for family in settings.FAMILIES:
+        group = training.build_family_group(
+            family, [ScaledL2(0.5, "fan_in"), None], 40, width, depth, seed=0
+        )
+        got = training.member_penalties(group, 2)
+        regularized = [
+            v
+            for v in _member_variables(group, 0)
+            if v.regularizer is not None
+        ]
+        assert len(regularized) == settings.num_kernels(family, depth)
+        assert not any(
+            v.regularizer is not None for v in _member_variables(group, 1)
+        )
+        want = 0.0
+        for variable in regularized:
+            kernel = np.array(variable.numpy(), dtype=np.float64)
+            if "attention" in variable.path and kernel.ndim == 3:
+                fan_in = width  # query/key/value: width -> heads x key_dim
+                if variable.path.split("/")[-2] == "attention_output":
+                    fan_in = kernel.shape[0] * kernel.shape[1]
+            else:
+                fan_in = int(np.prod(kernel.shape[:-1]))
+            want += 0.5 * np.sum(kernel**2) / fan_in
+        np.testing.assert_allclose(got[0], want, rtol=1e-5)
+        assert got[1] == 0.0
 
 
 def test_member_penalties_match_a_numpy_reference():

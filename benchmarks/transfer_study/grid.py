@@ -3,25 +3,25 @@
 import math
 
 from keras_scaled_l2.scales import shape_multiplier
-from transfer_study.settings import num_kernels
+from transfer_study.settings import hidden_kernel_shape, num_kernels
 
 
-def multiplier(variant, width, depth, num_train):
+def multiplier(variant, family, width, depth, num_train):
     """What the variant multiplies its factor by on a hidden kernel."""
     if variant.decoupled:
         value = 1.0
     else:
         value = shape_multiplier(
-            (width, width),
+            hidden_kernel_shape(family, width),
             variant.scale,
             num_train if variant.num_examples else None,
         )
     if variant.normalize_depth:
-        value /= num_kernels(depth)
+        value /= num_kernels(family, depth)
     return value
 
 
-def factor_grid(variant, data, settings):
+def factor_grid(variant, setup, settings):
     """Half-decade grid around the factor that matches `none` at center.
 
     The center gives the reference model's hidden kernels the penalty (or
@@ -32,9 +32,16 @@ def factor_grid(variant, data, settings):
     configuration can be looked up on every other.
     """
     kind = "decay" if variant.decoupled else "l2"
-    width, depth = settings.reference
-    scaled = multiplier(variant, width, depth, settings.num_train[data][0])
-    middle = round(2 * math.log10(settings.center[kind][data] / scaled))
+    width, depth = settings.shapes_of(setup).reference
+    scaled = multiplier(
+        variant,
+        setup.family,
+        width,
+        depth,
+        settings.num_train[setup.data][0],
+    )
+    center = settings.center[kind][setup.architecture]
+    middle = round(2 * math.log10(center / scaled))
     steps = range(
         middle - settings.half_decades, middle + settings.half_decades + 1
     )
