@@ -51,7 +51,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras
-from transfer_study.settings import FULL, QUICK, Group, groups
+from transfer_study.settings import FAMILIES, FULL, QUICK, Group, groups
 from transfer_study.training import train_group
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -144,7 +144,13 @@ def main(argv=None):
 
     summary = summarize(records, settings)
     write(path, {**base, "records": records, "summary": summary})
-    plot(summary, settings, arguments.output / "lambda_transfer.png")
+    for family in FAMILIES:
+        plot(
+            summary,
+            settings,
+            family,
+            arguments.output / f"lambda_transfer_{family}.png",
+        )
     print(format_tables(summary))
 
 

@@ -5,6 +5,7 @@ sound if each member ends exactly where it would have ended alone, which
 `test_members_train_as_if_alone` checks against plain Keras models.
 """
 
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -27,7 +28,14 @@ SCRIPT = ROOT / "benchmarks" / "lambda_transfer.py"
 RESULTS = ROOT / "benchmarks" / "results" / "lambda_transfer.json"
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from transfer_study import grid, report, settings, summary, training  # noqa: E402
+from transfer_study import (  # noqa: E402
+    derived,
+    grid,
+    report,
+    settings,
+    summary,
+    training,
+)
 
 
 def _alone(regularizer, weights, optimizer):
@@ -115,9 +123,7 @@ def test_members_train_as_if_alone(optimizer):
 
 
 def _member_variables(model, index):
-    return [
-        v for v in model.weights if training.member_index(v.path) == index
-    ]
+    return [v for v in model.weights if training.member_index(v.path) == index]
 
 
 @pytest.mark.parametrize(
@@ -154,9 +160,7 @@ def test_family_members_train_as_if_alone(family, optimizer):
         alone = training.build_family_group(
             family, [regularizer], 40, 8, 2, seed=9
         )
-        for variable, value in zip(
-            alone.weights, initial[index], strict=True
-        ):
+        for variable, value in zip(alone.weights, initial[index], strict=True):
             variable.assign(value)
         alone.compile(
             optimizer=training.make_optimizer(
@@ -193,9 +197,7 @@ def test_family_kernel_counts_and_penalties_match_a_numpy_reference():
         )
         got = training.member_penalties(group, 2)
         regularized = [
-            v
-            for v in _member_variables(group, 0)
-            if v.regularizer is not None
+            v for v in _member_variables(group, 0) if v.regularizer is not None
         ]
         assert len(regularized) == settings.num_kernels(family, depth)
         assert not any(
@@ -276,32 +278,132 @@ def test_best_factor_leans_towards_the_lower_neighbour():
 
 @pytest.mark.run_once
 def test_every_grid_has_nine_points_around_its_center_and_the_default():
-    for data in settings.DATA_SETS:
-        for optimizer in settings.OPTIMIZERS:
-            for variant in settings.summarized_variants(optimizer):
-                factors = grid.factor_grid(variant, data, settings.FULL)
-                assert len(factors) >= 9
-                assert np.all(np.diff(np.log10(factors)) > 0)
-                default = (
-                    settings.KERAS_ADAMW_DEFAULT
-                    if variant.decoupled
-                    else settings.DEFAULT_FACTOR
-                )
-                assert (default in factors) != variant.num_examples
-                # The center's penalty on the reference's hidden kernels is
-                # the same for every variant of one kind, to the half step.
-                lattice = (
-                    factors
-                    if len(factors) == 9
-                    else [f for f in factors if f != default]
-                )
-                width, depth = settings.FULL.reference
-                centers = np.sqrt(lattice[0] * lattice[-1]) * grid.multiplier(
-                    variant, width, depth, settings.FULL.num_train[data][0]
-                )
-                kind = "decay" if variant.decoupled else "l2"
-                want = settings.FULL.center[kind][data]
-                assert abs(np.log10(centers / want)) <= 0.25 + 0.01
+    trained = 0
+    for setup in settings.SETUPS:
+        for variant in settings.summarized_variants(setup):
+            if settings.trains_derived(setup.data) and variant.uniform:
+                continue  # derived from `none` or `adamw`: no grid
+            trained += 1
+            factors = grid.factor_grid(variant, setup, settings.FULL)
+            assert len(factors) >= 9
+            assert np.all(np.diff(np.log10(factors)) > 0)
+            default = (
+                settings.KERAS_ADAMW_DEFAULT
+                if variant.decoupled
+                else settings.DEFAULT_FACTOR
+            )
+            assert (default in factors) != variant.num_examples
+            # The center's penalty on the reference's hidden kernels is
+            # the same for every variant of one kind, to the half step.
+            lattice = (
+                factors
+                if len(factors) == 9
+                else [f for f in factors if f != default]
+            )
+            width, depth = settings.FULL.shapes_of(setup).reference
+            centers = np.sqrt(lattice[0] * lattice[-1]) * grid.multiplier(
+                variant,
+                setup.family,
+                width,
+                depth,
+                settings.FULL.num_train[setup.data][0],
+            )
+            kind = "decay" if variant.decoupled else "l2"
+            want = settings.FULL.center[kind][setup.architecture]
+            assert abs(np.log10(centers / want)) <= 0.25 + 0.01
+    # Every scale the package ships is trained somewhere.
+    scales = {
+        v.scale
+        for setup in settings.SETUPS
+        for v in settings.summarized_variants(setup)
+    }
+    assert scales >= {"none", "balanced", "size", "fan_in", "fan_out"}
+    # Tabular: 4 variants under Adam and SGD, 2 under AdamW, on 2 data sets;
+    # MNIST-1D: `none` and `balanced` under Adam and SGD, `adamw`, for 3
+    # families, and the 3 other scales on the CNN under Adam.
+    assert trained == 2 * (2 * 4 + 2) + 3 * (2 * 2 + 1) + 3
+
+
+def test_cross_entropy_and_accuracy_match_keras():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 10, size=40).astype("int32")
+    logits = rng.normal(size=(40, 3, 10)).astype("float32") * 3
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    want = [float(cross_entropy(labels, logits[:, m])) for m in range(3)]
+    np.testing.assert_allclose(
+        training.data_losses(labels, logits), want, rtol=1e-5
+    )
+    # The group loss is the members' sum, per example (Keras then means).
+    group = keras.ops.convert_to_numpy(
+        training.group_cross_entropy(labels, logits)
+    )
+    np.testing.assert_allclose(np.mean(group), sum(want), rtol=1e-5)
+    accuracy = [
+        float(np.mean(np.argmax(logits[:, m], axis=-1) == labels))
+        for m in range(3)
+    ]
+    assert training.member_metrics(labels, logits) == accuracy
+    # A member predicting one distribution for every input is collapsed.
+    constant = np.repeat(logits[:1], 40, axis=0)
+    constant[:, 1] = logits[:, 1]
+    spread = training.prediction_spread(labels, constant)
+    # (the std of equal floats is 0 up to the rounding of their mean)
+    assert spread[0] < 1e-12 and spread[2] < 1e-12 and spread[1] > 0.1
+
+
+def test_derived_records_are_the_source_runs_rescaled():
+    record = {
+        "family": "cnn",
+        "data": "mnist1d",
+        "variant": "none",
+        "factor": 1e-3,
+        "num_train": 4000,
+        "num_kernels": 4,
+        "test_data_loss": 0.25,
+    }
+    tabular = {**record, "data": "synthetic"}
+    decay = {**record, "variant": "adamw", "factor": 0.1}
+    got = derived.with_derived_records([record, tabular, decay])
+    assert got[:3] == [record, tabular, decay]
+    by_variant = {r["variant"]: r for r in got[3:]}
+    assert sorted(by_variant) == [
+        "adamw/kernels",
+        "none+num_examples",
+        "none/kernels",
+    ]
+    # `none/kernels` at 4e-3 puts 4e-3 / 4 on each kernel: `none` at 1e-3.
+    np.testing.assert_allclose(by_variant["none/kernels"]["factor"], 4e-3)
+    np.testing.assert_allclose(
+        by_variant["none+num_examples"]["factor"], 1e-3 * 2 * 4000
+    )
+    np.testing.assert_allclose(by_variant["adamw/kernels"]["factor"], 0.4)
+    for derived_record in got[3:]:
+        assert derived_record["test_data_loss"] == 0.25
+    # And a `ScaledL2` of the derived variant at that factor is the same
+    # penalty as the source's (float64 numpy reference).
+    kernel = np.random.default_rng(0).normal(size=(3, 8, 8))
+    np.testing.assert_allclose(
+        reference_penalty(kernel, l2=4e-3, scale="none", num_kernels=4),
+        reference_penalty(kernel, l2=1e-3, scale="none"),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        reference_penalty(kernel, l2=8.0, scale="none", num_examples=4000),
+        reference_penalty(kernel, l2=1e-3, scale="none"),
+        rtol=1e-12,
+    )
+
+
+def test_reuse_between_grid_points_interpolates_in_log_factor():
+    factors = np.array([1e-3, 1e-2, 1e-1])
+    losses = np.array([3.0, 1.0, 2.0])
+    # On the grid: the value itself (exact).
+    assert summary._loss_at(factors, losses, 1e-2) == 1.0
+    np.testing.assert_allclose(
+        summary._loss_at(factors, losses, 10**-1.5), 1.5, rtol=1e-12
+    )
+    # Beyond the ends: the end's value.
+    assert summary._loss_at(factors, losses, 1.0) == 2.0
 
 
 def _run(output, *extra):
@@ -340,7 +442,9 @@ def test_quick_run_resumes_and_summarizes(tmp_path):
     assert len(trained_first) + len(trained_second) == expected
 
     saved = json.loads((tmp_path / "lambda_transfer.json").read_text())
-    assert (tmp_path / "lambda_transfer.png").stat().st_size > 10_000
+    for family in settings.FAMILIES:
+        plot = tmp_path / f"lambda_transfer_{family}.png"
+        assert plot.stat().st_size > 10_000
     keys = {settings.Group.of_record(r).key for r in saved["records"]}
     assert len(keys) == expected
     for record in saved["records"]:
@@ -366,14 +470,16 @@ def test_quick_run_resumes_and_summarizes(tmp_path):
 def test_published_tables_are_the_published_summary():
     published = json.loads(RESULTS.read_text())
     assert published["mode"] == "full"
-    assert published["settings"]["seeds"] == list(settings.FULL.seeds)
+    assert published["settings"] == json.loads(
+        json.dumps(dataclasses.asdict(settings.FULL))
+    )
     # The scales page shows every table rendered from the published summary,
     # and the README its headline table, character for character (text,
     # not recomputed floats).
     page = (ROOT / "docs" / "pages" / "scales.md").read_text()
     readme = (ROOT / "README.md").read_text()
     tables = report.format_tables(published["summary"]).split("\n\n")
-    assert len(tables) == 6
+    assert len(tables) == 8
     for table in tables:
         assert table in page
     assert report.headline_table(published["summary"]) in readme
@@ -383,6 +489,18 @@ def test_published_tables_are_the_published_summary():
         published["summary"],
         rel=SUMMARY_RTOL,
     )
-    assert {settings.Group.of_record(r).key for r in published["records"]} == {
-        g.key for g in settings.groups(settings.FULL)
-    }
+    # Every record is of a group of the study; every tabular group is done,
+    # and every setup summarized has all its groups for the seeds it names.
+    study = {g.key: g for g in settings.groups(settings.FULL)}
+    keys = {settings.Group.of_record(r).key for r in published["records"]}
+    assert keys <= set(study)
+    assert {k for k, g in study.items() if g.data != "mnist1d"} <= keys
+    for setup in published["summary"]["setups"]:
+        assert setup["seeds"]
+        for key, group in study.items():
+            if (
+                group.setup._asdict()
+                == {f: setup[f] for f in settings.Setup._fields}
+                and group.seed in setup["seeds"]
+            ):
+                assert key in keys

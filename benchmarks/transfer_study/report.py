@@ -2,22 +2,76 @@
 
 import numpy as np
 
-from transfer_study.settings import AXES
+from transfer_study.settings import AXES, Setup
 
 
 def format_tables(summary):
     """The README tables: drift, cost of reuse, collapse, depth of minima."""
     coupled = [s for s in summary["setups"] if s["optimizer"] != "adamw"]
     decoupled = [s for s in summary["setups"] if s["optimizer"] == "adamw"]
-    return "\n\n".join(
+    tables = [
+        _axis_table(coupled, _drift),
+        _axis_table(decoupled, _drift),
+        headline_table(summary),
+        _axis_table(summary["setups"], _reuse, variants_per_setup=True),
+        _collapse_table(summary["setups"]),
+        _minimum_table(summary["setups"]),
+    ]
+    if summary["baselines"]:
+        tables.append(baseline_table(summary["baselines"]))
+    if summary["across_families"]:
+        tables.append(across_families_table(summary["across_families"]))
+    return "\n\n".join(tables)
+
+
+def baseline_table(baselines):
+    """Unpenalized test accuracy of each reference model on MNIST-1D."""
+    rows = []
+    for entry in baselines:
+        low, high = entry["test_accuracy_interval"]
+        published = entry["published_accuracy"]
+        rows.append(
+            [
+                f"{entry['family']}, {entry['optimizer']}",
+                f"{entry['width']} x {entry['depth']}",
+                str(entry["seeds"]),
+                f"{entry['test_accuracy']:.1%} ({low:.1%}-{high:.1%})",
+                "-" if published is None else f"{published:.0%}",
+            ]
+        )
+    return _table(
         [
-            _axis_table(coupled, _drift),
-            _axis_table(decoupled, _drift),
-            headline_table(summary),
-            _axis_table(summary["setups"], _reuse, variants_per_setup=True),
-            _collapse_table(summary["setups"]),
-            _minimum_table(summary["setups"]),
-        ]
+            "MNIST-1D, unpenalized",
+            "width x depth",
+            "seeds",
+            "test accuracy (95 %)",
+            "published",
+        ],
+        rows,
+    )
+
+
+def across_families_table(entries):
+    """Per optimizer and variant: each family's best factor, and drift."""
+    families = entries[0]["families"]
+    rows = []
+    for entry in entries:
+        mark = ["+" if edge else "" for edge in entry["at_edge"]]
+        low, high = entry["drift_interval"]
+        rows.append(
+            [
+                f"{entry['optimizer']}: `{entry['variant']}`",
+                *(
+                    f"{factor:.3g}{m}"
+                    for factor, m in zip(
+                        entry["best_factors"], mark, strict=True
+                    )
+                ),
+                f"{entry['drift']:.2f}x ({low:.2f}-{high:.2f})",
+            ]
+        )
+    return _table(
+        ["MNIST-1D: best factor", *families, "drift across families"], rows
     )
 
 
@@ -72,19 +126,24 @@ def headline_table(summary):
 
 
 def _collapse_table(setups):
-    depths = list(setups[0]["collapse_at_default_by_depth"])
     rows = []
     for setup in setups:
         by_depth = setup["collapse_at_default_by_depth"]
+        depths = list(by_depth)
         for name in by_depth[depths[0]]:
             rows.append(
                 [
                     f"{_setup_name(setup)}: `{name}`",
-                    *(f"{by_depth[d][name]:.0%}" for d in depths),
+                    *(f"{by_depth[d][name]:.0%} (depth {d})" for d in depths),
                 ]
             )
     return _table(
-        ["collapsed at the default factor"] + [f"depth {d}" for d in depths],
+        [
+            "collapsed at the default factor",
+            "shallowest",
+            "reference",
+            "deepest",
+        ],
         rows,
     )
 
@@ -110,7 +169,7 @@ def _minimum_table(setups):
 
 
 def _setup_name(setup):
-    return f"{setup['data']}, {setup['optimizer']}"
+    return f"{setup['family']} on {setup['data']}, {setup['optimizer']}"
 
 
 def _table(header, rows):
@@ -132,30 +191,37 @@ def _reuse(entry):
     return f"{entry['reused_loss_increase']:+.1%}"
 
 
-def plot(summary, settings, path):
-    """Best factor of every configuration, relative to the reference's."""
+def plot(summary, settings, family, path):
+    """Best factor of every configuration of `family`, per setup, relative
+    to the reference model's."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    setups = summary["setups"]
-    reference = settings.widths.index(settings.reference[0])
+    setups = [s for s in summary["setups"] if s["family"] == family]
+    if not setups:
+        return False
     columns = 3
+    rows = -(-len(setups) // columns)
     figure, panels = plt.subplots(
-        len(setups) // columns,
+        rows,
         columns,
-        figsize=(5 * columns, 4.2 * (len(setups) // columns)),
+        figsize=(5 * columns, 4.2 * rows),
         sharey=True,
         squeeze=False,
     )
-    for axes, setup in zip(panels.flat, setups, strict=True):
+    for axes, setup in zip(panels.flat, setups, strict=False):
+        shapes = settings.shapes_of(Setup(*(setup[f] for f in Setup._fields)))
+        reference = shapes.widths.index(shapes.reference[0])
         plain = [row for row in setup["scales"] if "width" in row]
         for color, row in enumerate(plain):
             reference_factor = row["width"]["best_factors"][reference]
             ticks, labels = [], []
             position = 0
-            for axis, axis_labels in _axis_labels(settings, setup["data"]):
+            for axis, axis_labels in _axis_labels(
+                shapes, settings.num_train[setup["data"]]
+            ):
                 factors = np.array(row[axis]["best_factors"]) / reference_factor
                 places = np.arange(position, position + len(factors))
                 axes.plot(
@@ -181,27 +247,31 @@ def plot(summary, settings, path):
         )  # a 2x band around the reference
         axes.set_xticks(ticks, labels, rotation=45, ha="right")
         axes.set_yscale("log")
-        axes.set_title(_setup_name(setup))
+        axes.set_title(f"{_setup_name(setup)} ({len(setup['seeds'])} seeds)")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
+    for axes in list(panels.flat)[len(setups) :]:
+        axes.set_visible(False)
     for axes in panels[:, 0]:
         axes.set_ylabel("best factor / the reference model's")
     figure.suptitle(
-        "Best factor per configuration (open marker: at a grid end; "
-        "grey: a 2x band)"
+        f"{family}: best factor per configuration (open marker: at a grid "
+        "end; grey: a 2x band)"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
 
 
-def _axis_labels(settings, data):
+def _axis_labels(shapes, num_train):
     """Per axis, in `AXES` order, the tick label of each configuration."""
-    small, large = sorted(settings.num_train[data])
+    small, large = sorted(num_train)
     return zip(
         AXES,
         [
-            [f"width {w}" for w in settings.widths],
-            [f"depth {d}" for d in settings.depths],
+            [f"width {w}" for w in shapes.widths],
+            [f"depth {d}" for d in shapes.depths],
             [f"{small} rows", f"{large} rows"],
         ],
         strict=True,

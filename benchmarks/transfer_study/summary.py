@@ -2,12 +2,14 @@
 
 import numpy as np
 
+from transfer_study.derived import with_derived_records
 from transfer_study.settings import (
     AXES,
     L2_VARIANTS,
     SETUPS,
     plain_variants,
     summarized_variants,
+    trains_derived,
 )
 
 BOOTSTRAP_SAMPLES = 1000
@@ -71,27 +73,28 @@ def seed_losses(records, config, variant_name, lattice_only=True):
 
 
 def _on_lattice(record):
-    half_decades = 2 * np.log10(record["factor"])
+    """On the half-decade lattice (a derived record: its source factor)."""
+    half_decades = 2 * np.log10(record.get("source_factor", record["factor"]))
     return abs(half_decades - round(half_decades)) < 1e-6
 
 
-def axis_configs(data, optimizer, settings):
+def axis_configs(setup, settings):
     """Per axis, the configurations along it, smallest model first."""
-    width, depth = settings.reference
-    sweep_size, other_size = settings.num_train[data]
+    shapes = settings.shapes_of(setup)
+    width, depth = shapes.reference
+    sweep_size, other_size = settings.num_train[setup.data]
 
     def config(w, d, n):
         return {
-            "data": data,
-            "optimizer": optimizer,
+            **setup._asdict(),
             "width": w,
             "depth": d,
             "num_train": n,
         }
 
     return {
-        "width": [config(w, depth, sweep_size) for w in settings.widths],
-        "depth": [config(width, d, sweep_size) for d in settings.depths],
+        "width": [config(w, depth, sweep_size) for w in shapes.widths],
+        "depth": [config(width, d, sweep_size) for d in shapes.depths],
         "data size": [
             config(width, depth, n) for n in sorted((sweep_size, other_size))
         ],
@@ -129,27 +132,30 @@ def summarize(records, settings):
     end, and `worst_drift_upper` how far the intervals reach.
     """
     rng = np.random.default_rng(0)
+    records = with_derived_records(records)
     setups = []
-    for data, optimizer in SETUPS:
-        configs_by_axis = axis_configs(data, optimizer, settings)
+    for setup in SETUPS:
+        configs_by_axis = axis_configs(setup, settings)
+        seeds = complete_seeds(records, configs_by_axis)
+        if not seeds:
+            continue
+        chosen = [r for r in records if r["seed"] in seeds]
         scales = []
-        for variant in summarized_variants(optimizer):
+        for variant in summarized_variants(setup):
             row = {"variant": variant.name}
             for axis, configs in configs_by_axis.items():
                 if variant.num_examples and axis != "data size":
                     continue
-                curves = [
-                    seed_losses(records, c, variant.name) for c in configs
-                ]
+                curves = [seed_losses(chosen, c, variant.name) for c in configs]
                 row[axis] = _axis_entry(curves, rng)
             scales.append(row)
         setups.append(
             {
-                "data": data,
-                "optimizer": optimizer,
+                **setup._asdict(),
+                "seeds": seeds,
                 "scales": scales,
                 "collapse_at_default_by_depth": _collapse_by_depth(
-                    records, configs_by_axis["depth"], optimizer
+                    chosen, configs_by_axis["depth"], setup
                 ),
             }
         )
@@ -165,7 +171,129 @@ def summarize(records, settings):
         setups, "at_edge", lambda values: any(any(v) for v in values)
     )
     summary["recommended"] = _recommended(summary)
+    summary["baselines"] = baselines(records, settings)
+    summary["across_families"] = across_families(records, settings, rng)
     return summary
+
+
+def complete_seeds(records, configs_by_axis):
+    """The seeds every configuration of a setup has been trained with."""
+    configs = [c for configs in configs_by_axis.values() for c in configs]
+    found = None
+    for config in configs:
+        seeds = {
+            r["seed"]
+            for r in records
+            if all(r[field] == value for field, value in config.items())
+        }
+        found = seeds if found is None else found & seeds
+    return sorted(found)
+
+
+PUBLISHED_ACCURACY = {"mlp": 0.68, "cnn": 0.94}
+"""MNIST-1D's own README: test accuracy of its MLP and CNN, unpenalized."""
+
+
+def baselines(records, settings):
+    """The unpenalized members of the reference models, per MNIST-1D setup.
+
+    Per family and optimizer: the mean test accuracy over the seeds, its
+    95 % bootstrap interval, and the published accuracy where there is one.
+    """
+    rng = np.random.default_rng(1)
+    found = []
+    for setup in SETUPS:
+        if not trains_derived(setup.data):
+            continue
+        width, depth = settings.shapes_of(setup).reference
+        accuracies = np.array(
+            [
+                r["test_metric"]
+                for r in sorted(records, key=lambda r: r["seed"])
+                if r["variant"] == "unpenalized"
+                and (r["family"], r["data"], r["optimizer"]) == setup
+                and (r["width"], r["depth"]) == (width, depth)
+                and r["num_train"] == settings.num_train[setup.data][0]
+            ]
+        )
+        if not len(accuracies):
+            continue
+        draws = rng.integers(
+            0, len(accuracies), (BOOTSTRAP_SAMPLES, len(accuracies))
+        )
+        means = accuracies[draws].mean(axis=1)
+        found.append(
+            {
+                **setup._asdict(),
+                "width": width,
+                "depth": depth,
+                "seeds": len(accuracies),
+                "test_accuracy": float(accuracies.mean()),
+                "test_accuracy_interval": [
+                    float(q) for q in np.percentile(means, [2.5, 97.5])
+                ],
+                "published_accuracy": PUBLISHED_ACCURACY.get(setup.family),
+            }
+        )
+    return found
+
+
+def across_families(records, settings, rng):
+    """Per MNIST-1D optimizer and variant: each family's reference best.
+
+    The best factor of each family's reference model (at the full data
+    size), and their drift (largest / smallest) with a 95 % bootstrap
+    interval: the seeds common to the families are resampled, one draw for
+    all of them. Only variants trained or derived on every family.
+    """
+    found = []
+    for optimizer in ("adam", "sgd", "adamw"):
+        setups = [
+            s
+            for s in SETUPS
+            if trains_derived(s.data) and s.optimizer == optimizer
+        ]
+        configs = {}
+        for setup in setups:
+            width, depth = settings.shapes_of(setup).reference
+            configs[setup.family] = {
+                **setup._asdict(),
+                "width": width,
+                "depth": depth,
+                "num_train": settings.num_train[setup.data][0],
+            }
+        seeds = complete_seeds(records, {"reference": list(configs.values())})
+        if len(configs) < 2 or not seeds:
+            continue
+        chosen = [r for r in records if r["seed"] in seeds]
+        names = [
+            v.name
+            for v in summarized_variants(setups[0])
+            if not v.num_examples
+            and all(v in summarized_variants(s) for s in setups)
+        ]
+        for name in names:
+            curves = [seed_losses(chosen, c, name) for c in configs.values()]
+            entry = _axis_entry(curves, rng)
+            found.append(
+                {
+                    "data": setups[0].data,
+                    "optimizer": optimizer,
+                    "variant": name,
+                    "families": list(configs),
+                    "seeds": seeds,
+                    **{
+                        key: entry[key]
+                        for key in (
+                            "best_factors",
+                            "at_edge",
+                            "drift",
+                            "drift_interval",
+                        )
+                    },
+                }
+            )
+    return found
 
 
 def _axis_entry(curves, rng):
@@ -189,7 +317,6 @@ def _axis_entry(curves, rng):
         )
     small, large = means[0], means[-1]
     reused = small[0][int(np.argmin(small[1]))]
-    at = int(np.flatnonzero(large[0] == reused)[0])
     best_at = int(np.argmin(large[1]))
     lowest = [float(np.min(loss)) for _, loss, _ in means]
     return {
@@ -205,21 +332,42 @@ def _axis_entry(curves, rng):
             for (_, loss, _), low in zip(means, lowest, strict=True)
         ],
         "reused_factor": float(reused),
-        "reused_loss_increase": float(large[1][at] / large[1][best_at] - 1),
-        "reused_metric_change": float(large[2][at] - large[2][best_at]),
+        "reused_loss_increase": float(
+            _loss_at(large[0], large[1], reused) / large[1][best_at] - 1
+        ),
+        "reused_metric_change": float(
+            _loss_at(large[0], large[2], reused) - large[2][best_at]
+        ),
     }
+
+
+def _loss_at(factors, values, factor):
+    """`values` at `factor`: exact on the grid, else linear in log10.
+
+    A derived variant's grids (see `derived.py`) differ between models of
+    different depths, so a reused factor can fall between grid points (or
+    beyond the ends, where the end's value is taken).
+    """
+    logs = np.log10(factors)
+    return float(np.interp(np.log10(factor), logs, values))
 
 
 def _drift(factors):
     return float(max(factors) / min(factors))
 
 
-def _collapse_by_depth(records, depth_configs, optimizer):
-    """Per depth and variant, the share of seeds collapsed at the default."""
+def _collapse_by_depth(records, depth_configs, setup):
+    """Per depth and variant, the share of seeds collapsed at the default.
+
+    Only the variants trained at their default factor (a derived variant's
+    default is not one of its source's grid points).
+    """
     collapse = {}
     for config in depth_configs:
         rates = {}
-        for variant in plain_variants(optimizer):
+        for variant in plain_variants(setup):
+            if trains_derived(setup.data) and variant.uniform:
+                continue
             factors, _, _, collapsed = seed_losses(
                 records, config, variant.name, lattice_only=False
             )

@@ -165,7 +165,9 @@ class SinusoidalPositions(keras.layers.Layer):
         position = np.arange(length)[:, None]
         rate = 1.0 / 10000 ** (2 * (np.arange(width)[None, :] // 2) / width)
         angle = position * rate
-        table = np.where(np.arange(width) % 2 == 0, np.sin(angle), np.cos(angle))
+        table = np.where(
+            np.arange(width) % 2 == 0, np.sin(angle), np.cos(angle)
+        )
         return tokens + ops.cast(table[None], tokens.dtype)
 
 
@@ -186,18 +188,14 @@ def build_transformer_member(inputs, index, width, depth, outputs):
     hidden = SinusoidalPositions(name=f"{name}_positions")(hidden)
     for block in range(depth):
         prefix = f"{name}_block{block}"
-        normed = keras.layers.LayerNormalization(name=f"{prefix}_norm1")(
-            hidden
-        )
+        normed = keras.layers.LayerNormalization(name=f"{prefix}_norm1")(hidden)
         attended = keras.layers.MultiHeadAttention(
             TRANSFORMER_HEADS,
             width // TRANSFORMER_HEADS,
             name=f"{prefix}_attention",
         )(normed, normed)
         hidden = keras.layers.Add(name=f"{prefix}_add1")([hidden, attended])
-        normed = keras.layers.LayerNormalization(name=f"{prefix}_norm2")(
-            hidden
-        )
+        normed = keras.layers.LayerNormalization(name=f"{prefix}_norm2")(hidden)
         fed = keras.layers.Dense(
             2 * width, activation="relu", name=f"{prefix}_ffn1"
         )(normed)
@@ -247,8 +245,7 @@ def build_family_group(family, members, num_features, width, depth, seed):
         expected = num_kernels(family, depth) if regularizer else 0
         if count != expected:
             raise AssertionError(
-                f"member {index} has {count} penalised kernels, "
-                f"not {expected}"
+                f"member {index} has {count} penalised kernels, not {expected}"
             )
     return model
 
