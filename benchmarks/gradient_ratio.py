@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from transfer_study.data import load_data
-from transfer_study.settings import FULL, L2_VARIANTS, Group
+from transfer_study.settings import FULL, L2_VARIANTS, Group, Setup
 from transfer_study.training import (
     build_group,
     make_optimizer,
@@ -61,13 +61,15 @@ def layer_ratios(model, x, y):
 
 def best_reference_factors(summary):
     """Per (optimizer, variant), the best factor of the reference model."""
-    reference = FULL.widths.index(FULL.reference[0])
+    shapes = FULL.shapes_of(Setup("mlp", "synthetic", "adam"))
+    reference = shapes.widths.index(shapes.reference[0])
     return {
         (setup["optimizer"], row["variant"]): row["width"]["best_factors"][
             reference
         ]
         for setup in summary["setups"]
-        if setup["data"] == "synthetic" and setup["optimizer"] != "adamw"
+        if (setup["family"], setup["data"]) == ("mlp", "synthetic")
+        and setup["optimizer"] != "adamw"
         for row in setup["scales"]
         if "width" in row
     }
@@ -84,7 +86,9 @@ def main():
     for (optimizer, name), factor in sorted(factors.items()):
         variant = next(v for v in L2_VARIANTS if v.name == name)
         for width, depth in SHAPES:
-            group = Group("synthetic", optimizer, width, depth, num_train, 0)
+            group = Group(
+                "mlp", "synthetic", optimizer, width, depth, num_train, 0
+            )
             keras.utils.clear_session()
             keras.utils.set_random_seed(0)
             model = build_group(

@@ -77,24 +77,28 @@ def across_families_table(entries):
 
 def _axis_table(setups, cell, variants_per_setup=False):
     """Rows: setup and axis; columns: variants."""
+    names = list(
+        dict.fromkeys(row["variant"] for s in setups for row in s["scales"])
+    )
     if variants_per_setup:
         header = ["setup: axis", "per variant"]
     else:
-        header = ["setup: axis"] + [
-            f"`{row['variant']}`" for row in setups[0]["scales"]
-        ]
+        header = ["setup: axis"] + [f"`{name}`" for name in names]
     rows = []
     for setup in setups:
+        by_name = {row["variant"]: row for row in setup["scales"]}
         for axis in AXES:
             cells = [
-                cell(row[axis]) if axis in row else "-"
-                for row in setup["scales"]
+                cell(by_name[name][axis])
+                if name in by_name and axis in by_name[name]
+                else "-"
+                for name in names
             ]
             if variants_per_setup:
                 cells = [
                     ", ".join(
-                        f"`{row['variant']}` {c}"
-                        for row, c in zip(setup["scales"], cells, strict=True)
+                        f"`{name}` {c}"
+                        for name, c in zip(names, cells, strict=True)
                         if c != "-"
                     )
                 ]
