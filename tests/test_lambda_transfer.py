@@ -357,29 +357,47 @@ def test_derived_records_are_the_source_runs_rescaled():
         "data": "mnist1d",
         "variant": "none",
         "factor": 1e-3,
+        "depth": 3,  # 3 convolutions and the output: 4 kernels
         "num_train": 4000,
-        "num_kernels": 4,
         "test_data_loss": 0.25,
     }
-    tabular = {**record, "data": "synthetic"}
+    tabular = {**record, "family": "mlp", "data": "synthetic"}
     decay = {**record, "variant": "adamw", "factor": 0.1}
     got = derived.with_derived_records([record, tabular, decay])
     assert got[:3] == [record, tabular, decay]
-    by_variant = {r["variant"]: r for r in got[3:]}
-    assert sorted(by_variant) == [
+    mnist1d = {r["variant"]: r for r in got[3:] if r["data"] == "mnist1d"}
+    assert sorted(mnist1d) == [
         "adamw/kernels",
         "none+num_examples",
+        "none+sqrt(num_examples)",
         "none/kernels",
+        "none/kernels^2",
+        "none/sqrt(kernels)",
     ]
+    # The tabular setups train the uniform variants: only the candidates
+    # are derived there (an MLP of depth 3 has 4 kernels too).
+    on_tabular = {r["variant"]: r for r in got[3:] if r["data"] != "mnist1d"}
+    assert sorted(on_tabular) == sorted(derived.CANDIDATES)
     # `none/kernels` at 4e-3 puts 4e-3 / 4 on each kernel: `none` at 1e-3.
-    np.testing.assert_allclose(by_variant["none/kernels"]["factor"], 4e-3)
-    np.testing.assert_allclose(
-        by_variant["none+num_examples"]["factor"], 1e-3 * 2 * 4000
-    )
-    np.testing.assert_allclose(by_variant["adamw/kernels"]["factor"], 0.4)
-    for derived_record in got[3:]:
-        assert derived_record["test_data_loss"] == 0.25
-    # And a `ScaledL2` of the derived variant at that factor is the same
+    want = {
+        "none/kernels": 4e-3,
+        "none+num_examples": 1e-3 * 2 * 4000,
+        "adamw/kernels": 0.4,
+        "none/kernels^2": 16e-3,
+        "none/sqrt(kernels)": 2e-3,
+        "none+sqrt(num_examples)": 1e-3 * np.sqrt(4000),
+    }
+    for name, factor in want.items():
+        np.testing.assert_allclose(mnist1d[name]["factor"], factor, rtol=1e-12)
+        assert mnist1d[name]["test_data_loss"] == 0.25
+        assert mnist1d[name]["source_factor"] == (
+            0.1 if "adamw" in name else 1e-3
+        )
+    for name in derived.CANDIDATES:
+        np.testing.assert_allclose(
+            on_tabular[name]["factor"], want[name], rtol=1e-12
+        )
+    # And a `ScaledL2` of a derived variant at its factor is the same
     # penalty as the source's (float64 numpy reference).
     kernel = np.random.default_rng(0).normal(size=(3, 8, 8))
     np.testing.assert_allclose(
@@ -392,6 +410,43 @@ def test_derived_records_are_the_source_runs_rescaled():
         reference_penalty(kernel, l2=1e-3, scale="none"),
         rtol=1e-12,
     )
+
+
+def _entry(drift, upper, edge=False):
+    return {"drift": drift, "drift_interval": [1.0, upper], "at_edge": [edge]}
+
+
+def test_candidate_summary_takes_each_rule_where_it_applies():
+    def setup(optimizer, kernels, squared):
+        rows = {
+            "none/kernels": kernels,
+            "none/kernels^2": squared,
+            "none/sqrt(kernels)": 1.1,
+            "none+sqrt(num_examples)": 1.2,
+        }
+        return {
+            "optimizer": optimizer,
+            "scales": [
+                {"variant": "none/kernels", "depth": _entry(kernels, 9.0)}
+            ],
+            "candidates": [
+                {"variant": name, "depth": _entry(value, value + 1)}
+                for name, value in rows.items()
+                if name != "none/kernels"
+            ],
+        }
+
+    setups = [setup("adam", 1.5, 4.0), setup("sgd", 3.0, 1.3)]
+    setups.append({"optimizer": "adamw", "scales": [], "candidates": []})
+    found = {e["rule"]: e for e in summary.candidate_summary(setups)}
+    # Adam's `none/kernels` (1.5x) and SGD's `none/kernels^2` (1.3x).
+    assert found["by optimizer"]["worst_drift"] == 1.5
+    assert found["by optimizer"]["worst_drift_upper"] == 9.0
+    assert found["by optimizer"]["within_target"]
+    assert found["none/kernels^2"]["worst_drift"] == 4.0
+    assert found["none/kernels^2"]["within_2x"] == 1
+    assert found["none/kernels^2"]["comparisons"] == 2
+    assert not found["none/kernels^2"]["within_target"]
 
 
 def test_reuse_between_grid_points_interpolates_in_log_factor():
@@ -479,10 +534,10 @@ def test_published_tables_are_the_published_summary():
     page = (ROOT / "docs" / "pages" / "scales.md").read_text()
     readme = (ROOT / "README.md").read_text()
     tables = report.format_tables(published["summary"]).split("\n\n")
-    optional = ("baselines", "across_families")
-    assert len(tables) == 6 + sum(
-        bool(published["summary"][k]) for k in optional
-    )
+    # The candidates add two tables (per axis, and their worst cases).
+    optional = ("candidates", "baselines", "across_families")
+    present = [bool(published["summary"][key]) for key in optional]
+    assert len(tables) == 6 + present[0] + sum(present)
     for table in tables:
         assert table in page
     assert report.headline_table(published["summary"]) in readme

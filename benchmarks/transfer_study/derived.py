@@ -10,14 +10,24 @@ by `c`; each keeps the factor it was trained at as `source_factor`. The
 tabular setups train these variants as members of their own.
 """
 
-from transfer_study.settings import trains_derived
+import math
+
+from transfer_study.settings import num_kernels, trains_derived
 
 
 def derived_factor(name, record):
     """The factor of variant `name` that trains as `record` was trained."""
-    if name == "none+num_examples":
-        return record["factor"] * 2 * record["num_train"]
-    return record["factor"] * record["num_kernels"]
+    kernels = num_kernels(record["family"], record["depth"])
+    rows = record["num_train"]
+    multiplier = {
+        "none/kernels": kernels,
+        "none+num_examples": 2 * rows,
+        "adamw/kernels": kernels,
+        "none/kernels^2": kernels**2,
+        "none/sqrt(kernels)": math.sqrt(kernels),
+        "none+sqrt(num_examples)": math.sqrt(rows),
+    }[name]
+    return record["factor"] * multiplier
 
 
 DERIVED_FROM = {
@@ -28,8 +38,28 @@ DERIVED_FROM = {
 """Each derived variant, and the variant whose runs it equals."""
 
 
+CANDIDATES = {
+    "none/kernels^2": "none",
+    "none/sqrt(kernels)": "none",
+    "none+sqrt(num_examples)": "none",
+}
+"""Candidate rules, derived from `none` on every data set: a steeper and a
+gentler depth exponent than `none/kernels`, and the square root of the
+training rows (Loshchilov and Hutter's normalized weight decay scales with
+`sqrt(batch / (rows * epochs))`) instead of `lambda/(2m)`."""
+CANDIDATE_AXES = {
+    "none/kernels^2": ("width", "depth", "data size"),
+    "none/sqrt(kernels)": ("width", "depth", "data size"),
+    "none+sqrt(num_examples)": ("data size",),
+}
+
+
 def with_derived_records(records):
-    """`records`, plus the derived variants' records on MNIST-1D."""
+    """`records`, plus the derived variants' and the candidates' records.
+
+    The uniform variants are derived on MNIST-1D only (the tabular setups
+    train them); the candidates on every data set.
+    """
     derived = [
         {
             **record,
@@ -38,8 +68,8 @@ def with_derived_records(records):
             "source_factor": record["factor"],
         }
         for record in records
-        if trains_derived(record["data"])
-        for name, source in DERIVED_FROM.items()
+        for name, source in {**DERIVED_FROM, **CANDIDATES}.items()
         if record["variant"] == source
+        and (name in CANDIDATES or trains_derived(record["data"]))
     ]
     return records + derived

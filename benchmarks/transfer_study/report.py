@@ -17,11 +17,32 @@ def format_tables(summary):
         _collapse_table(summary["setups"]),
         _minimum_table(summary["setups"]),
     ]
+    candidates = [s for s in summary["setups"] if s["candidates"]]
+    if candidates:
+        tables.append(_axis_table(candidates, _drift, rows_key="candidates"))
+        tables.append(candidate_table(summary["candidates"]))
     if summary["baselines"]:
         tables.append(baseline_table(summary["baselines"]))
     if summary["across_families"]:
         tables.append(across_families_table(summary["across_families"]))
     return "\n\n".join(tables)
+
+
+def candidate_table(candidates):
+    """Per candidate rule: worst drift, and how many axes stay within 2x."""
+    rows = [
+        [
+            f"`{entry['rule']}`",
+            f"{entry['worst_drift']:.2f}x",
+            f"{entry['worst_drift_upper']:.2f}x",
+            f"{entry['within_2x']} of {entry['comparisons']}",
+        ]
+        for entry in candidates
+    ]
+    return _table(
+        ["candidate rule", "worst drift", "its 95 % upper end", "within 2x"],
+        rows,
+    )
 
 
 def baseline_table(baselines):
@@ -75,10 +96,10 @@ def across_families_table(entries):
     )
 
 
-def _axis_table(setups, cell, variants_per_setup=False):
+def _axis_table(setups, cell, variants_per_setup=False, rows_key="scales"):
     """Rows: setup and axis; columns: variants."""
     names = list(
-        dict.fromkeys(row["variant"] for s in setups for row in s["scales"])
+        dict.fromkeys(row["variant"] for s in setups for row in s[rows_key])
     )
     if variants_per_setup:
         header = ["setup: axis", "per variant"]
@@ -86,7 +107,7 @@ def _axis_table(setups, cell, variants_per_setup=False):
         header = ["setup: axis"] + [f"`{name}`" for name in names]
     rows = []
     for setup in setups:
-        by_name = {row["variant"]: row for row in setup["scales"]}
+        by_name = {row["variant"]: row for row in setup[rows_key]}
         for axis in AXES:
             cells = [
                 cell(by_name[name][axis])

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from transfer_study.derived import with_derived_records
+from transfer_study.derived import CANDIDATE_AXES, with_derived_records
 from transfer_study.settings import (
     AXES,
     L2_VARIANTS,
@@ -132,6 +132,7 @@ def summarize(records, settings):
     end, and `worst_drift_upper` how far the intervals reach.
     """
     rng = np.random.default_rng(0)
+    candidate_rng = np.random.default_rng(2)
     records = with_derived_records(records)
     setups = []
     for setup in SETUPS:
@@ -149,11 +150,17 @@ def summarize(records, settings):
                 curves = [seed_losses(chosen, c, variant.name) for c in configs]
                 row[axis] = _axis_entry(curves, rng)
             scales.append(row)
+        candidates = (
+            []
+            if setup.optimizer == "adamw"
+            else _candidate_rows(chosen, configs_by_axis, candidate_rng)
+        )
         setups.append(
             {
                 **setup._asdict(),
                 "seeds": seeds,
                 "scales": scales,
+                "candidates": candidates,
                 "collapse_at_default_by_depth": _collapse_by_depth(
                     chosen, configs_by_axis["depth"], setup
                 ),
@@ -171,9 +178,68 @@ def summarize(records, settings):
         setups, "at_edge", lambda values: any(any(v) for v in values)
     )
     summary["recommended"] = _recommended(summary)
+    summary["candidates"] = candidate_summary(setups)
     summary["baselines"] = baselines(records, settings)
     summary["across_families"] = across_families(records, settings, rng)
     return summary
+
+
+def _candidate_rows(records, configs_by_axis, rng):
+    """The candidate rules (`derived.CANDIDATES`) along their axes."""
+    rows = []
+    for name, axes in CANDIDATE_AXES.items():
+        row = {"variant": name}
+        for axis in axes:
+            curves = [
+                seed_losses(records, c, name) for c in configs_by_axis[axis]
+            ]
+            row[axis] = _axis_entry(curves, rng)
+        rows.append(row)
+    return rows
+
+
+OPTIMIZER_RULE = {"adam": "none/kernels", "sgd": "none/kernels^2"}
+"""The depth exponent by optimizer: 1 under Adam, 2 under SGD."""
+
+
+def candidate_summary(setups):
+    """Worst drift of each candidate rule over the coupled setups.
+
+    Beside the candidates themselves, `by optimizer` combines them:
+    `none/kernels` under Adam and `none/kernels^2` under SGD.
+    """
+    coupled = [s for s in setups if s["optimizer"] != "adamw"]
+    pickers = {name: (lambda setup, name=name: name) for name in CANDIDATE_AXES}
+    pickers["by optimizer"] = lambda setup: OPTIMIZER_RULE[setup["optimizer"]]
+    found = []
+    for rule, pick in pickers.items():
+        entries = []
+        for setup in coupled:
+            rows = {
+                row["variant"]: row
+                for row in setup["scales"] + setup["candidates"]
+            }
+            row = rows[pick(setup)]
+            entries += [row[axis] for axis in AXES if axis in row]
+        if not entries:
+            continue
+        worst = max(entry["drift"] for entry in entries)
+        found.append(
+            {
+                "rule": rule,
+                "worst_drift": worst,
+                "worst_drift_upper": max(
+                    entry["drift_interval"][1] for entry in entries
+                ),
+                "within_target": worst <= TARGET_DRIFT
+                and not any(any(entry["at_edge"]) for entry in entries),
+                "comparisons": len(entries),
+                "within_2x": sum(
+                    entry["drift"] <= TARGET_DRIFT for entry in entries
+                ),
+            }
+        )
+    return found
 
 
 def complete_seeds(records, configs_by_axis):
