@@ -30,12 +30,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from transfer_study.data import load_data
+from transfer_study.models import build_group
 from transfer_study.settings import FULL, L2_VARIANTS, Group, Setup
-from transfer_study.training import (
-    build_group,
-    make_optimizer,
-    member_regularizer,
-)
+from transfer_study.training import make_optimizer, member_regularizer
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 SHAPES = ((256, 4), (1024, 4), (256, 8), (256, 2))

@@ -1,26 +1,35 @@
 """Does one penalty factor transfer across width, depth and data size?
 
-Sweeps the factor of every variant over a half-decade grid on ReLU MLPs of
-widths 64, 256 and 1024 (depth 4) and depths 2, 4 and 8 (width 256), and
-trains the reference model (256 wide, 4 deep) on 4x fewer rows too, with 5
-seeds, on two data sets: the package's synthetic low-signal tabular data
-(2000 rows, 10 epochs) and scikit-learn's bundled diabetes regression (331
-training rows, 30 epochs). Three optimizers, one learning rate each: Adam
-(1e-3) and SGD with momentum (1e-2, 0.9) with coupled penalties, and AdamW
-(1e-3) with Keras's decoupled `weight_decay`.
+Two parts, each sweeping the factor of every rule over a half-decade grid,
+with 5 seeds, under three optimizers: Adam and SGD with momentum with
+coupled penalties, and AdamW with Keras's decoupled `weight_decay`.
 
-Variants (see `transfer_study/settings.py`): plain L2 (`none`, Keras's own
+- MLPs on tabular data: ReLU MLPs of widths 64, 256 and 1024 (depth 4) and
+  depths 2, 4 and 8 (width 256), and the reference model (256 wide, 4
+  deep) on 4x fewer rows, on the package's synthetic low-signal tabular
+  data (2000 rows, 10 epochs) and scikit-learn's bundled diabetes
+  regression (331 training rows, 30 epochs); Adam and AdamW at 1e-3, SGD
+  at 1e-2 (momentum 0.9).
+- Three families on MNIST-1D (4000 training rows, 30 epochs, generated
+  locally by the `mnist1d` package): an MLP, a stack of `Conv1D` and a
+  pre-norm transformer encoder, each 8x in width, 4x in depth, and the
+  reference model on 4x fewer rows; Adam and AdamW at 1e-2, SGD at 5e-2.
+  Every group has an unpenalized member: the families' baselines.
+
+Rules (see `transfer_study/settings.py`): plain L2 (`none`, Keras's own
 `L2`), `balanced`, `none/kernels` (plain L2 divided by the number of
 penalised kernels, as `attach_regularizer(..., normalize_depth=True)` sets
 it), `none+num_examples` (the `lambda/(2m)` convention, on the data-size
-axis), and under AdamW the decay as Keras applies it (`adamw`) and divided
-by the number of kernels (`adamw/kernels`).
+axis), under AdamW the decay as Keras applies it (`adamw`) and divided by
+the number of kernels (`adamw/kernels`), the `size`, `fan_in` and `fan_out`
+scales on the CNN under Adam, and candidate rules derived from the `none`
+runs (`transfer_study/derived.py`).
 
-For each variant it reports the best factor of every configuration (the
+For each rule it reports the best factor of every configuration (the
 vertex of a parabola fitted to the mean test loss over the seeds against
 log10(factor)) and the *drift*: the ratio of the largest to the smallest
 best factor along an axis, with a 95 % bootstrap interval over the seeds.
-A variant under which one factor transfers has a drift near 1.
+A rule under which one factor transfers has a drift near 1.
 
 Runs sharing a data set, optimizer, architecture, training-set size and
 seed are trained together, as independent members of one Keras model (see
@@ -30,13 +39,14 @@ seed are trained together, as independent members of one Keras model (see
     KERAS_BACKEND=jax python benchmarks/lambda_transfer.py       # full run
     python benchmarks/lambda_transfer.py --quick --output DIR    # smoke run
 
-The full run trains 4860 networks in 180 groups, seed by seed, so that an
-interrupted run already covers every configuration with fewer seeds. Each
-record holds the group's fit time (`group_seconds`) and size
-(`group_size`). It writes `benchmarks/results/lambda_transfer.json` (one
-record per run, then the summary) and `lambda_transfer.png`, and resumes
-from the records already in the JSON file when interrupted. `--table`
-prints the README tables of an existing results file.
+The full run trains 450 groups, seed by seed, so that an interrupted run
+already covers every configuration with fewer seeds. Each record holds the
+group's fit time (`group_seconds`) and size (`group_size`). It writes
+`benchmarks/results/lambda_transfer.json` (one record per run, then the
+summary) and one plot per family (`lambda_transfer_{family}.png`), and
+resumes from the records already in the JSON file when interrupted, with
+the backend they were trained with. `--no-train` summarizes the records
+there; `--table` prints the tables of an existing summary.
 """
 
 import argparse
@@ -60,11 +70,17 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 # ------------------------------------------------------------------ main
 
 
-def load_records(path, mode, settings):
-    """The records to resume from: only those of this mode and settings."""
+def load_records(path, mode, settings, backend):
+    """The records to resume from: only those of this mode, settings and
+    backend (`None`: any backend, when nothing is trained)."""
     if not path.exists():
         return []
     saved = json.loads(path.read_text())
+    if backend is not None and saved.get("backend") != backend:
+        raise SystemExit(
+            f"{path} was trained with KERAS_BACKEND={saved.get('backend')}, "
+            f"not {backend}: resume it with that backend, or pass --restart"
+        )
     if saved.get("mode") != mode:
         raise SystemExit(
             f"{path} holds a {saved.get('mode')!r} run, not {mode!r}; "
@@ -113,21 +129,30 @@ def main(argv=None):
 
         print(format_tables(json.loads(path.read_text())["summary"]))
         return
-    records = [] if arguments.restart else load_records(path, mode, settings)
-    done = {Group.of_record(r).key for r in records}
+    backend = keras.config.backend()
+    if arguments.no_train:
+        saved = json.loads(path.read_text())
+        backend = saved["backend"]
+        records = load_records(path, mode, settings, backend)
+        todo = []
+    else:
+        records = (
+            []
+            if arguments.restart
+            else load_records(path, mode, settings, backend)
+        )
+        done = {Group.of_record(r).key for r in records}
+        todo = [
+            g
+            for g in groups(settings)
+            if g.key not in done and arguments.only in g.key
+        ]
     start = time.perf_counter()
     base = {
         "mode": mode,
-        "backend": keras.config.backend(),
+        "backend": backend,
         "settings": dataclasses.asdict(settings),
     }
-    todo = [
-        g
-        for g in groups(settings)
-        if g.key not in done and arguments.only in g.key
-    ]
-    if arguments.no_train:
-        todo = []
     for index, group in enumerate(todo, 1):
         records += train_group(group, settings)
         write(path, {**base, "records": records, "summary": None})

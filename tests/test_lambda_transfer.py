@@ -29,8 +29,11 @@ RESULTS = ROOT / "benchmarks" / "results" / "lambda_transfer.json"
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from transfer_study import (  # noqa: E402
+    comparisons,
+    curves,
     derived,
     grid,
+    models,
     report,
     settings,
     summary,
@@ -84,7 +87,7 @@ def test_members_train_as_if_alone(optimizer):
             None,
         ]
         decays = [0.0, 0.0, 0.0]
-    group = training.build_group(members, 5, 8, 2, seed=1)
+    group = models.build_group(members, 5, 8, 2, seed=1)
     group.compile(
         optimizer=training.make_optimizer(optimizer, decays),
         loss=training.group_mse,
@@ -123,12 +126,12 @@ def test_members_train_as_if_alone(optimizer):
 
 
 def _member_variables(model, index):
-    return [v for v in model.weights if training.member_index(v.path) == index]
+    return [v for v in model.weights if models.member_index(v.path) == index]
 
 
 @pytest.mark.parametrize(
     ("family", "optimizer"),
-    [("cnn", "adamw"), ("transformer", "adam"), ("mlp", "sgd")],
+    [("cnn", "adamw"), ("transformer", "adamw"), ("mlp", "sgd")],
 )
 def test_family_members_train_as_if_alone(family, optimizer):
     """Each member of a CNN, transformer or MLP group trains as alone.
@@ -143,7 +146,7 @@ def test_family_members_train_as_if_alone(family, optimizer):
         members, decays = [None, None], [0.5, 0.0]
     else:
         members, decays = [ScaledL2(0.05, "balanced"), None], [0.0, 0.0]
-    group = training.build_family_group(family, members, 40, 8, 1, seed=3)
+    group = models.build_family_group(family, members, 40, 8, 1, seed=3)
     initial = [
         [np.array(v.numpy()) for v in _member_variables(group, m)]
         for m in range(2)
@@ -157,7 +160,7 @@ def test_family_members_train_as_if_alone(family, optimizer):
     )
     group.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     for index, regularizer in enumerate(members):
-        alone = training.build_family_group(
+        alone = models.build_family_group(
             family, [regularizer], 40, 8, 1, seed=9
         )
         for variable, value in zip(alone.weights, initial[index], strict=True):
@@ -183,43 +186,91 @@ def test_family_members_train_as_if_alone(family, optimizer):
     )
 
 
-def test_family_kernel_counts_and_penalties_match_a_numpy_reference():
-    """Every family penalises `num_kernels` kernels, each with its fans.
+KERNEL_COUNTS = {
+    ("mlp", 1): 2,  # a hidden layer and the output
+    ("mlp", 3): 4,
+    ("cnn", 1): 2,  # a convolution and the output
+    ("cnn", 3): 4,
+    ("transformer", 1): 8,  # embedding, 4 projections, 2 feed-forward, out
+    ("transformer", 3): 20,
+}
+
+
+@pytest.mark.parametrize(("family", "depth"), list(KERNEL_COUNTS))
+def test_family_kernel_counts_and_penalties_match_a_numpy_reference(
+    family, depth
+):
+    """Every family penalises its kernels, each with its fans.
 
     The transformer's attention projections take the fans of their einsum
-    equations: query, key and value `(width, heads, key_dim)` have fans
-    `(width, width)`, the output `(heads, key_dim, width)` too.
+    equations: query, key and value `(width, heads, key_dim)` have fan-in
+    `width`, the output `(heads, key_dim, width)` `heads * key_dim`.
     """
-    width, depth = 8, 2
-    for family in settings.FAMILIES:
-        group = training.build_family_group(
-            family, [ScaledL2(0.5, "fan_in"), None], 40, width, depth, seed=0
-        )
-        got = training.member_penalties(group, 2)
-        regularized = [
-            v for v in _member_variables(group, 0) if v.regularizer is not None
-        ]
-        assert len(regularized) == settings.num_kernels(family, depth)
-        assert not any(
-            v.regularizer is not None for v in _member_variables(group, 1)
-        )
-        want = 0.0
-        for variable in regularized:
-            kernel = np.array(variable.numpy(), dtype=np.float64)
-            if "attention" in variable.path and kernel.ndim == 3:
-                fan_in = width  # query/key/value: width -> heads x key_dim
-                if variable.path.split("/")[-2] == "attention_output":
-                    fan_in = kernel.shape[0] * kernel.shape[1]
-            else:
-                fan_in = int(np.prod(kernel.shape[:-1]))
-            want += 0.5 * np.sum(kernel**2) / fan_in
-        np.testing.assert_allclose(got[0], want, rtol=1e-5)
-        assert got[1] == 0.0
+    width = 8
+    group = models.build_family_group(
+        family, [ScaledL2(0.5, "fan_in"), None], 40, width, depth, seed=0
+    )
+    got = training.member_penalties(group, 2)
+    regularized = [
+        v for v in _member_variables(group, 0) if v.regularizer is not None
+    ]
+    assert len(regularized) == KERNEL_COUNTS[family, depth]
+    assert settings.num_kernels(family, depth) == KERNEL_COUNTS[family, depth]
+    assert not any(
+        v.regularizer is not None for v in _member_variables(group, 1)
+    )
+    want = 0.0
+    for variable in regularized:
+        kernel = np.array(variable.numpy(), dtype=np.float64)
+        if "attention" in variable.path and kernel.ndim == 3:
+            fan_in = width  # query/key/value: width -> heads x key_dim
+            if variable.path.split("/")[-2] == "attention_output":
+                fan_in = kernel.shape[0] * kernel.shape[1]
+        else:
+            fan_in = int(np.prod(kernel.shape[:-1]))
+        want += 0.5 * np.sum(kernel**2) / fan_in
+    np.testing.assert_allclose(got[0], want, rtol=1e-5)
+    assert got[1] == 0.0
+
+
+def test_derived_rules_train_exactly_as_plain_l2_at_the_rescaled_factor():
+    """What `derived.py` relies on, checked by training: `none/kernels` at
+    `f * K` and `none+num_examples` at `f * 2 m` end where `none` at `f`
+    does."""
+    rng = np.random.default_rng(5)
+    rows, factor, depth = 64, 0.05, 2
+    x = rng.normal(size=(rows, 40)).astype("float32")
+    y = rng.integers(0, 10, size=rows).astype("int32")
+    kernels = settings.num_kernels("mlp", depth)
+    members = [
+        ScaledL2(factor, "none"),
+        ScaledL2(factor * kernels, "none", num_kernels=kernels),
+        ScaledL2(factor * 2 * rows, "none", num_examples=rows),
+        None,
+    ]
+    group = models.build_family_group("mlp", members, 40, 16, depth, seed=1)
+    group.compile(
+        optimizer=training.make_optimizer("sgd", learning_rate=0.1),
+        loss=training.group_cross_entropy,
+    )
+    group.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    plain = _member_variables(group, 0)
+    for index in (1, 2):
+        for got, want in zip(
+            _member_variables(group, index), plain, strict=True
+        ):
+            np.testing.assert_allclose(
+                got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6
+            )
+    # ... and the penalty made them differ from the unpenalized member.
+    assert not np.allclose(
+        plain[0].numpy(), _member_variables(group, 3)[0].numpy(), atol=1e-4
+    )
 
 
 def test_member_penalties_match_a_numpy_reference():
     members = [ScaledL2(0.5, "balanced"), ScaledL2(2.0, "size"), None]
-    group = training.build_group(members, 4, 6, 2, seed=0)
+    group = models.build_group(members, 4, 6, 2, seed=0)
     got = training.member_penalties(group, len(members))
     for index, regularizer in enumerate(members):
         kernels = [
@@ -254,10 +305,10 @@ def test_best_factor_finds_the_vertex_between_grid_points():
     factors = 10.0 ** np.arange(-4, 1, 0.5)
     vertex = -2.3
     losses = (np.log10(factors) - vertex) ** 2 + 1.0
-    best, at_edge = summary.best_factor(factors, losses)
+    best, at_edge = curves.best_factor(factors, losses)
     assert not at_edge
     np.testing.assert_allclose(np.log10(best), vertex, atol=1e-9)
-    best, at_edge = summary.best_factor(factors, np.arange(len(factors)))
+    best, at_edge = curves.best_factor(factors, np.arange(len(factors)))
     # Exact: at an edge the grid value itself is returned, not computed.
     assert at_edge and best == factors[0]
 
@@ -268,12 +319,12 @@ def test_best_factor_leans_towards_the_lower_neighbour():
     # left: the right neighbour is almost as low, so the best lies near
     # the middle between the two.
     losses = np.array([5, 4, 3, 2, 1.0, 1.01, 9, 9, 9, 9])
-    best, at_edge = summary.best_factor(factors, losses)
+    best, at_edge = curves.best_factor(factors, losses)
     assert not at_edge
     assert 0.45 < np.log10(best / factors[4]) / 0.5 < 0.5
     # A diverged neighbour: the grid point itself.
     losses[5] = np.inf
-    assert summary.best_factor(factors, losses) == (factors[4], False)
+    assert curves.best_factor(factors, losses) == (factors[4], False)
 
 
 @pytest.mark.run_once
@@ -438,7 +489,7 @@ def test_candidate_summary_takes_each_rule_where_it_applies():
 
     setups = [setup("adam", 1.5, 4.0), setup("sgd", 3.0, 1.3)]
     setups.append({"optimizer": "adamw", "scales": [], "candidates": []})
-    found = {e["rule"]: e for e in summary.candidate_summary(setups)}
+    found = {e["rule"]: e for e in comparisons.candidate_summary(setups)}
     # Adam's `none/kernels` (1.5x) and SGD's `none/kernels^2` (1.3x).
     assert found["by optimizer"]["worst_drift"] == 1.5
     assert found["by optimizer"]["worst_drift_upper"] == 9.0
@@ -453,12 +504,50 @@ def test_reuse_between_grid_points_interpolates_in_log_factor():
     factors = np.array([1e-3, 1e-2, 1e-1])
     losses = np.array([3.0, 1.0, 2.0])
     # On the grid: the value itself (exact).
-    assert summary._loss_at(factors, losses, 1e-2) == 1.0
+    assert curves.value_at(factors, losses, 1e-2) == 1.0
     np.testing.assert_allclose(
-        summary._loss_at(factors, losses, 10**-1.5), 1.5, rtol=1e-12
+        curves.value_at(factors, losses, 10**-1.5), 1.5, rtol=1e-12
     )
-    # Beyond the ends: the end's value.
-    assert summary._loss_at(factors, losses, 1.0) == 2.0
+
+
+def _curve(factors, losses):
+    losses = np.atleast_2d(np.asarray(losses, dtype=float))
+    return (np.asarray(factors), losses, -losses, np.zeros_like(losses))
+
+
+def test_axis_entry_says_what_it_cannot_know():
+    small = _curve([1e-3, 1e-2, 1e-1], [3.0, 1.0, 2.0])
+    # The large model's grid is shifted (a derived variant on a deeper
+    # model): the small model's best, 1e-2, lies between two of its points.
+    shifted = _curve([10**-2.5, 10**-1.5, 10**-0.5], [2.0, 1.0, 3.0])
+    entry = curves.axis_entry([small, shifted], "test/shifted")
+    assert entry["drift_interval"] is None  # one seed: nothing to resample
+    assert not entry["reused_on_grid"]
+    np.testing.assert_allclose(entry["reused_loss_increase"], 0.5, rtol=1e-12)
+    # Beyond the large model's grid: unknown, not the end's value.
+    beyond = _curve([1e-1, 1.0, 10.0], [2.0, 1.0, 3.0])
+    entry = curves.axis_entry([small, beyond], "test/beyond")
+    assert entry["reused_loss_increase"] is None
+    assert entry["reused_metric_change"] is None
+    # With seeds, an interval that holds the drift, the same for one key.
+    two = [
+        _curve([1e-3, 1e-2, 1e-1], [[3.0, 1.0, 2.0], [3.0, 1.2, 1.0]]),
+        _curve([1e-3, 1e-2, 1e-1], [[1.0, 2.0, 3.0], [2.0, 1.0, 3.0]]),
+    ]
+    first = curves.axis_entry(two, "test/seeds")
+    low, high = first["drift_interval"]
+    assert 1.0 <= low <= high
+    assert curves.axis_entry(two, "test/seeds") == first
+
+
+def test_complete_seeds_are_those_of_every_configuration():
+    def record(depth, seed):
+        return {"data": "mnist1d", "depth": depth, "seed": seed}
+
+    records = [record(1, 0), record(1, 1), record(2, 0)]
+    configs = {"depth": [{"depth": 1}, {"depth": 2}]}
+    assert curves.complete_seeds(records, configs) == [0]
+    assert curves.complete_seeds(records[:2], configs) == []
 
 
 def _run(output, *extra):
@@ -517,8 +606,8 @@ def test_quick_run_resumes_and_summarizes(tmp_path):
                 if axis in row:
                     entry = row[axis]
                     assert entry["drift"] >= 1.0
-                    low, high = entry["drift_interval"]
-                    assert 1.0 <= low <= high
+                    # One seed in the quick run: nothing to resample.
+                    assert entry["drift_interval"] is None
 
 
 @pytest.mark.run_once

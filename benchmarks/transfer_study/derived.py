@@ -16,10 +16,14 @@ from transfer_study.settings import num_kernels, trains_derived
 
 
 def derived_factor(name, record):
-    """The factor of variant `name` that trains as `record` was trained."""
+    """The factor of variant `name` that trains as `record` was trained.
+
+    The variant divides every kernel's penalty by a constant (the number of
+    kernels `K`, `2 m`, ...), so its factor is the source's times that.
+    """
     kernels = num_kernels(record["family"], record["depth"])
     rows = record["num_train"]
-    multiplier = {
+    rescale = {
         "none/kernels": kernels,
         "none+num_examples": 2 * rows,
         "adamw/kernels": kernels,
@@ -27,7 +31,7 @@ def derived_factor(name, record):
         "none/sqrt(kernels)": math.sqrt(kernels),
         "none+sqrt(num_examples)": math.sqrt(rows),
     }[name]
-    return record["factor"] * multiplier
+    return record["factor"] * rescale
 
 
 DERIVED_FROM = {
@@ -52,6 +56,8 @@ CANDIDATE_AXES = {
     "none/sqrt(kernels)": ("width", "depth", "data size"),
     "none+sqrt(num_examples)": ("data size",),
 }
+"""The axes each candidate is compared along: a data-size rule rescales
+the factor at a fixed model, so it is compared across data sizes only."""
 
 
 def with_derived_records(records):

@@ -34,7 +34,7 @@ def candidate_table(candidates):
         [
             f"`{entry['rule']}`",
             f"{entry['worst_drift']:.2f}x",
-            f"{entry['worst_drift_upper']:.2f}x",
+            _times(entry["worst_drift_upper"]),
             f"{entry['within_2x']} of {entry['comparisons']}",
         ]
         for entry in candidates
@@ -49,15 +49,17 @@ def baseline_table(baselines):
     """Unpenalized test accuracy of each reference model on MNIST-1D."""
     rows = []
     for entry in baselines:
-        low, high = entry["test_accuracy_interval"]
         published = entry["published_accuracy"]
+        anchored = entry["within_anchor"]
         rows.append(
             [
                 f"{entry['family']}, {entry['optimizer']}",
                 f"{entry['width']} x {entry['depth']}",
                 str(entry["seeds"]),
-                f"{entry['test_accuracy']:.1%} ({low:.1%}-{high:.1%})",
+                f"{entry['test_accuracy']:.1%} "
+                + _interval(entry["test_accuracy_interval"], "{:.1%}"),
                 "-" if published is None else f"{published:.0%}",
+                "-" if anchored is None else ("yes" if anchored else "no"),
             ]
         )
     return _table(
@@ -67,6 +69,7 @@ def baseline_table(baselines):
             "seeds",
             "test accuracy (95 %)",
             "published",
+            "within 3 points",
         ],
         rows,
     )
@@ -78,7 +81,6 @@ def across_families_table(entries):
     rows = []
     for entry in entries:
         mark = ["+" if edge else "" for edge in entry["at_edge"]]
-        low, high = entry["drift_interval"]
         rows.append(
             [
                 f"{entry['optimizer']}: `{entry['variant']}`",
@@ -88,7 +90,8 @@ def across_families_table(entries):
                         entry["best_factors"], mark, strict=True
                     )
                 ),
-                f"{entry['drift']:.2f}x ({low:.2f}-{high:.2f})",
+                f"{entry['drift']:.2f}x "
+                + _interval(entry["drift_interval"], "{:.2f}"),
             ]
         )
     return _table(
@@ -134,7 +137,7 @@ def headline_table(summary):
         [
             f"`{name}`" + (" (recommended)" if name == recommended else ""),
             f"{summary['worst_drift'][name]:.2f}x",
-            f"{summary['worst_drift_upper'][name]:.2f}x",
+            _times(summary["worst_drift_upper"].get(name)),
             f"{summary['worst_reused_loss_increase'][name]:+.1%}",
         ]
         for name in summary["worst_drift"]
@@ -159,18 +162,12 @@ def _collapse_table(setups):
             rows.append(
                 [
                     f"{_setup_name(setup)}: `{name}`",
-                    *(f"{by_depth[d][name]:.0%} (depth {d})" for d in depths),
+                    ", ".join(
+                        f"{by_depth[d][name]:.0%} (depth {d})" for d in depths
+                    ),
                 ]
             )
-    return _table(
-        [
-            "collapsed at the default factor",
-            "shallowest",
-            "reference",
-            "deepest",
-        ],
-        rows,
-    )
+    return _table(["collapsed at the default factor", "per depth"], rows)
 
 
 def _minimum_table(setups):
@@ -194,7 +191,24 @@ def _minimum_table(setups):
 
 
 def _setup_name(setup):
-    return f"{setup['family']} on {setup['data']}, {setup['optimizer']}"
+    """`"cnn on mnist1d, sgd"`, and `[1 seed]` while it is incomplete."""
+    name = f"{setup['family']} on {setup['data']}, {setup['optimizer']}"
+    if setup["complete"]:
+        return name
+    count = len(setup["seeds"])
+    return f"{name} [{count} seed{'s' if count > 1 else ''}]"
+
+
+def _times(value):
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _interval(interval, form):
+    """`(low-high)`, or `(1 seed)` when there is nothing to resample."""
+    if interval is None:
+        return "(1 seed)"
+    low, high = interval
+    return f"({form.format(low)}-{form.format(high)})"
 
 
 def _table(header, rows):
@@ -208,12 +222,16 @@ def _table(header, rows):
 
 def _drift(entry):
     mark = "+" if any(entry["at_edge"]) else ""
-    low, high = entry["drift_interval"]
-    return f"{entry['drift']:.2f}x{mark} ({low:.2f}-{high:.2f})"
+    interval = _interval(entry["drift_interval"], "{:.2f}")
+    return f"{entry['drift']:.2f}x{mark} {interval}"
 
 
 def _reuse(entry):
-    return f"{entry['reused_loss_increase']:+.1%}"
+    """The cost of reuse; `~`: interpolated between grid points."""
+    if entry["reused_loss_increase"] is None:
+        return "off the grid"
+    mark = "" if entry["reused_on_grid"] else "~"
+    return f"{mark}{entry['reused_loss_increase']:+.1%}"
 
 
 def plot(summary, settings, family, path):
@@ -272,7 +290,7 @@ def plot(summary, settings, family, path):
         )  # a 2x band around the reference
         axes.set_xticks(ticks, labels, rotation=45, ha="right")
         axes.set_yscale("log")
-        axes.set_title(f"{_setup_name(setup)} ({len(setup['seeds'])} seeds)")
+        axes.set_title(_setup_name(setup))
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
     for axes in list(panels.flat)[len(setups) :]:
