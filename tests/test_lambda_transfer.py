@@ -344,6 +344,13 @@ def test_every_grid_has_nine_points_around_its_center_and_the_default():
                 else settings.DEFAULT_FACTOR
             )
             assert (default in factors) != variant.num_examples
+            # The points the best factor is located on (the lattice; an
+            # off-lattice default only serves the collapse check) follow in
+            # half-decade steps, an on-lattice default included: the
+            # parabola through a minimum's neighbours assumes them.
+            steps = 2 * np.log10(np.asarray(factors))
+            lattice_steps = steps[np.abs(steps - np.round(steps)) < 1e-6]
+            np.testing.assert_allclose(np.diff(lattice_steps), 1.0, atol=1e-6)
             # The center's penalty on the reference's hidden kernels is
             # the same for every variant of one kind, to the half step.
             lattice = (
@@ -540,6 +547,37 @@ def test_axis_entry_says_what_it_cannot_know():
     assert curves.axis_entry(two, "test/seeds") == first
 
 
+def test_gain_over_unpenalized_compares_means_over_the_seeds():
+    def record(variant, factor, seed, loss):
+        return {
+            "family": "cnn",
+            "data": "mnist1d",
+            "width": 8,
+            "variant": variant,
+            "factor": factor,
+            "seed": seed,
+            "test_data_loss": loss,
+            "test_metric": 0.5,
+            "collapsed": False,
+        }
+
+    records = [
+        record("none", 1e-3, 0, 0.8),
+        record("none", 1e-3, 1, 0.6),  # mean 0.7: the best
+        record("none", 1e-2, 0, 0.9),
+        record("none", 1e-2, 1, 0.9),
+        record("unpenalized", 0.0, 0, 1.0),
+        record("unpenalized", 0.0, 1, 0.8),  # mean 0.9
+    ]
+    config = {"width": 8, "depth": 2, "num_train": 4000}
+    records = [{**r, "depth": 2, "num_train": 4000} for r in records]
+    got = comparisons.gain_over_unpenalized(
+        records, {"width": [config]}, ["none"]
+    )
+    assert got["configurations"] == ["w8/d2/n4000"]
+    np.testing.assert_allclose(got["change"]["none"], [0.7 / 0.9 - 1])
+
+
 def test_complete_seeds_are_those_of_every_configuration():
     def record(depth, seed):
         return {"data": "mnist1d", "depth": depth, "seed": seed}
@@ -624,9 +662,11 @@ def test_published_tables_are_the_published_summary():
     readme = (ROOT / "README.md").read_text()
     tables = report.format_tables(published["summary"]).split("\n\n")
     # The candidates add two tables (per axis, and their worst cases).
+    # Candidates and baselines add two tables each (the candidates per axis
+    # and their worst cases; the baselines and the gain over no penalty).
     optional = ("candidates", "baselines", "across_families")
     present = [bool(published["summary"][key]) for key in optional]
-    assert len(tables) == 6 + present[0] + sum(present)
+    assert len(tables) == 6 + present[0] + present[1] + sum(present)
     for table in tables:
         assert table in page
     assert report.headline_table(published["summary"]) in readme

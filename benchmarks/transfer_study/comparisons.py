@@ -5,7 +5,10 @@
 - `baselines`: the unpenalized members of the MNIST-1D reference models,
   against the accuracies MNIST-1D publishes;
 - `across_families`: each family's best factor on its reference model, and
-  how far apart they lie.
+  how far apart they lie;
+- `gain_over_unpenalized`: how much the best factor improves on no penalty
+  at all, per configuration (where a penalty does not help, its best
+  factor lies on a flat stretch and is poorly determined).
 """
 
 import numpy as np
@@ -204,3 +207,32 @@ def across_families(records, settings):
                 }
             )
     return found
+
+
+def gain_over_unpenalized(records, configs_by_axis, variants):
+    """Per trained variant: the best mean test loss over the unpenalized one.
+
+    For every configuration of a MNIST-1D setup (whose groups each train an
+    unpenalized member), `best / unpenalized - 1` with both means over the
+    seeds given in `records`: negative where the penalty helps. Returns
+    `{variant: [change per configuration]}` and the configurations' names.
+    """
+    configs = {}
+    for axis_configs in configs_by_axis.values():
+        for config in axis_configs:
+            name = (
+                f"w{config['width']}/d{config['depth']}/n{config['num_train']}"
+            )
+            configs[name] = config
+    gains = {}
+    for variant in variants:
+        changes = []
+        for config in configs.values():
+            _, losses, _, _ = seed_losses(records, config, variant)
+            _, plain, _, _ = seed_losses(
+                records, config, "unpenalized", lattice_only=False
+            )
+            best = float(np.min(losses.mean(axis=0)))
+            changes.append(best / float(plain.mean()) - 1)
+        gains[variant] = changes
+    return {"configurations": list(configs), "change": gains}

@@ -51,7 +51,7 @@ def seed_losses(records, config, variant_name, lattice_only=True):
         for r in records
         if r["variant"] == variant_name
         and all(r[field] == value for field, value in config.items())
-        and (_on_lattice(r) or not lattice_only)
+        and (not lattice_only or _on_lattice(r))
     ]
     factors = np.array(sorted({r["factor"] for r in chosen}))
     seeds = sorted({r["seed"] for r in chosen})

@@ -23,6 +23,7 @@ def format_tables(summary):
         tables.append(candidate_table(summary["candidates"]))
     if summary["baselines"]:
         tables.append(baseline_table(summary["baselines"]))
+        tables.append(gain_table(summary["setups"]))
     if summary["across_families"]:
         tables.append(across_families_table(summary["across_families"]))
     return "\n\n".join(tables)
@@ -41,6 +42,27 @@ def candidate_table(candidates):
     ]
     return _table(
         ["candidate rule", "worst drift", "its 95 % upper end", "within 2x"],
+        rows,
+    )
+
+
+def gain_table(setups):
+    """Per MNIST-1D setup and variant: the best loss against no penalty."""
+    rows = []
+    for setup in setups:
+        gains = setup["gain_over_unpenalized"]
+        if gains is None:
+            continue
+        cells = [
+            f"`{name}` {min(changes):+.1%} to {max(changes):+.1%}"
+            for name, changes in gains["change"].items()
+        ]
+        rows.append([_setup_name(setup), ", ".join(cells)])
+    return _table(
+        [
+            "setup",
+            "best mean test loss against no penalty, over the configurations",
+        ],
         rows,
     )
 
@@ -77,19 +99,22 @@ def baseline_table(baselines):
 
 def across_families_table(entries):
     """Per optimizer and variant: each family's best factor, and drift."""
-    families = entries[0]["families"]
+    families = list(dict.fromkeys(f for e in entries for f in e["families"]))
     rows = []
     for entry in entries:
-        mark = ["+" if edge else "" for edge in entry["at_edge"]]
+        found = {
+            family: f"{factor:.3g}" + ("+" if edge else "")
+            for family, factor, edge in zip(
+                entry["families"],
+                entry["best_factors"],
+                entry["at_edge"],
+                strict=True,
+            )
+        }
         rows.append(
             [
                 f"{entry['optimizer']}: `{entry['variant']}`",
-                *(
-                    f"{factor:.3g}{m}"
-                    for factor, m in zip(
-                        entry["best_factors"], mark, strict=True
-                    )
-                ),
+                *(found.get(family, "-") for family in families),
                 f"{entry['drift']:.2f}x "
                 + _interval(entry["drift_interval"], "{:.2f}"),
             ]

@@ -7,6 +7,7 @@ from transfer_study.comparisons import (
     baselines,
     candidate_rows,
     candidate_summary,
+    gain_over_unpenalized,
 )
 from transfer_study.curves import (
     TARGET_DRIFT,
@@ -74,7 +75,8 @@ def summarize(records, settings):
 
     Coupled setups also get the `candidates` (`comparisons.py`). Per setup
     and depth, the share of seeds collapsed at each trained variant's
-    default factor.
+    default factor. On MNIST-1D, `gain_over_unpenalized`: per trained
+    variant and configuration, its best mean test loss against no penalty.
 
     Over the complete setups only: `worst_drift` per variant (its largest
     drift over every setup and axis), `worst_drift_upper` (the largest
@@ -113,6 +115,13 @@ def summarize(records, settings):
                 "collapse_at_default_by_depth": _collapse_by_depth(
                     chosen, configs_by_axis["depth"], setup
                 ),
+                "gain_over_unpenalized": gain_over_unpenalized(
+                    chosen,
+                    configs_by_axis,
+                    [v.name for v in plain_variants(setup) if not v.uniform],
+                )
+                if trains_derived(setup.data)
+                else None,
             }
         )
     complete = [s for s in setups if s["complete"]]
