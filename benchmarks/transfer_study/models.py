@@ -185,10 +185,12 @@ def build_family_group(family, members, num_features, width, depth, seed):
     attached = attach_regularizer(model, factory)
     for index, regularizer in enumerate(members):
         count = sum(member_index(path) == index for path in attached)
-        expected = num_kernels(family, depth) if regularizer else 0
+        expected = 0 if regularizer is None else num_kernels(family, depth)
         if count != expected:
-            raise AssertionError(
-                f"member {index} has {count} penalised kernels, not {expected}"
+            raise RuntimeError(
+                f"member {index} has {count} penalised kernels, not the "
+                f"{expected} that `num_kernels` (and so the derived rules) "
+                "count"
             )
     return model
 
