@@ -415,6 +415,7 @@ def test_derived_records_are_the_source_runs_rescaled():
         "data": "mnist1d",
         "variant": "none",
         "factor": 1e-3,
+        "width": 32,
         "depth": 3,  # 3 convolutions and the output: 4 kernels
         "num_train": 4000,
         "test_data_loss": 0.25,

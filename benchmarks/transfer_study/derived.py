@@ -12,25 +12,39 @@ tabular setups train these variants as members of their own.
 
 import math
 
-from transfer_study.settings import num_kernels, trains_derived
+from transfer_study.grid import multiplier
+from transfer_study.settings import (
+    DATA_SIZE_VARIANTS,
+    DECAY_VARIANTS,
+    L2_VARIANTS,
+    num_kernels,
+    trains_derived,
+)
 
 
 def derived_factor(name, record):
     """The factor of variant `name` that trains as `record` was trained.
 
     The variant divides every kernel's penalty by a constant (the number of
-    kernels `K`, `2 m`, ...), so its factor is the source's times that.
+    kernels `K`, `2 m`, ...), so its factor is the source's times that. For
+    the package's own rules the constant is the ratio of the multipliers
+    `grid.multiplier` computes (`num_examples` through the package's
+    scales); the candidates' are written here.
     """
     kernels = num_kernels(record["family"], record["depth"])
     rows = record["num_train"]
-    rescale = {
-        "none/kernels": kernels,
-        "none+num_examples": 2 * rows,
-        "adamw/kernels": kernels,
-        "none/kernels^2": kernels**2,
-        "none/sqrt(kernels)": math.sqrt(kernels),
-        "none+sqrt(num_examples)": math.sqrt(rows),
-    }[name]
+    if name in DERIVED_FROM:
+        source = DERIVED_FROM[name]
+        shape = (record["family"], record["width"], record["depth"], rows)
+        rescale = multiplier(VARIANTS[source], *shape) / multiplier(
+            VARIANTS[name], *shape
+        )
+    else:
+        rescale = {
+            "none/kernels^2": kernels**2,
+            "none/sqrt(kernels)": math.sqrt(kernels),
+            "none+sqrt(num_examples)": math.sqrt(rows),
+        }[name]
     return record["factor"] * rescale
 
 
@@ -40,6 +54,9 @@ DERIVED_FROM = {
     "adamw/kernels": "adamw",
 }
 """Each derived variant, and the variant whose runs it equals."""
+VARIANTS = {
+    v.name: v for v in L2_VARIANTS + DECAY_VARIANTS + DATA_SIZE_VARIANTS
+}
 
 
 CANDIDATES = {
