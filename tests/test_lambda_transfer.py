@@ -129,6 +129,15 @@ def _member_variables(model, index):
     return [v for v in model.weights if models.member_index(v.path) == index]
 
 
+# The study trains on JAX (its results file names the backend): its
+# MNIST-1D training is tested there, and not again in every backend leg.
+on_the_study_backend = pytest.mark.skipif(
+    keras.backend.backend() != "jax",
+    reason="the study's MNIST-1D training is tested on JAX, its backend",
+)
+
+
+@on_the_study_backend
 @pytest.mark.parametrize(
     ("family", "optimizer"),
     [("cnn", "adamw"), ("transformer", "adamw"), ("mlp", "sgd")],
@@ -233,6 +242,7 @@ def test_family_kernel_counts_and_penalties_match_a_numpy_reference(
     assert got[1] == 0.0
 
 
+@on_the_study_backend
 def test_derived_rules_train_exactly_as_plain_l2_at_the_rescaled_factor():
     """What `derived.py` relies on, checked by training: `none/kernels` at
     `f * K` and `none+num_examples` at `f * 2 m` end where `none` at `f`
