@@ -25,7 +25,7 @@ from keras_scaled_l2.regularizers import (
     ScaledRegularizer,
 )
 from keras_scaled_l2.report import PenaltyReport, penalty_report
-from keras_scaled_l2.saving import load_model
+from keras_scaled_l2.saving import PenaltyRecordError, load_model
 from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
 
 __version__ = "0.1.0"
@@ -35,6 +35,7 @@ __all__ = [
     "CollapseMonitor",
     "CollapseWarning",
     "PenaltyLogger",
+    "PenaltyRecordError",
     "PenaltyReport",
     "ScaledL1",
     "ScaledL1L2",

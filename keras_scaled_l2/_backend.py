@@ -54,12 +54,13 @@ def started_as_command_line(argv: list[str] | None = None) -> bool:
     import changes: `keras-scaled-l2 ...` (the console script) or
     `python [options] -m keras_scaled_l2 ...`.
 
-    >>> started_as_command_line(["python", "-m", "keras_scaled_l2", "demo"])
-    True
-    >>> started_as_command_line(["python", "/venv/bin/keras-scaled-l2"])
-    True
-    >>> started_as_command_line(["python", "train.py"])
-    False
+    Examples:
+        >>> started_as_command_line(["python", "-m", "keras_scaled_l2", "demo"])
+        True
+        >>> started_as_command_line(["python", "/venv/bin/keras-scaled-l2"])
+        True
+        >>> started_as_command_line(["python", "train.py"])
+        False
     """
     argv = list(sys.orig_argv if argv is None else argv)
     if "-m" in argv[1:-1]:

@@ -11,12 +11,16 @@
 - `compile_token`: `compile` makes a new loss tracker;
 - `attach_metric` / `detach_metric`: the list behind `Model.metrics`;
 - `sublayers`: a layer's direct children (`Layer._flatten_layers`);
+- `own_trainable_weights`: the trainable weights a layer creates itself,
+  not those of its sub-layers (`Layer._trainable_variables`);
 - `set_attention_kernel_regularizer` / `attention_kernel_regularizer`:
   the one kernel regularizer `MultiHeadAttention` keeps for its config
   (`_kernel_regularizer`);
 - `graph_configs`: the `get_config` of functional and `Sequential`
   models, the only models whose configs hold their layers' configs;
 - `unregistered_class`: the text of Keras's error for an unknown class;
+- `refused_by_safe_mode`: the text of Keras's error for a file that safe
+  mode refuses (a `Lambda` layer holding Python code);
 - `regularized_weight`: a layer computes each weight's penalty by calling
   `weight.regularizer(value)` from `Layer._get_regularization_losses`,
   whose locals name the layer (`self`) and the weight (`variable`);
@@ -56,11 +60,12 @@ no penalty logged beside it can be exact; the loss split below follows the
 def check_keras_version(version):
     """Raises `ImportError` for a Keras older than `MINIMUM_KERAS`.
 
-    >>> check_keras_version("3.15.1")
-    >>> check_keras_version("3.7.0")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ImportError: keras-scaled-l2 needs Keras 3.10 or newer; found Keras 3.7.0...
+    Examples:
+        >>> check_keras_version("3.15.1")
+        >>> check_keras_version("3.7.0")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ImportError: keras-scaled-l2 needs Keras 3.10 or newer; ...
     """
     found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
     if found < MINIMUM_KERAS:
@@ -142,6 +147,11 @@ def sublayers(layer):
     return layer._flatten_layers(include_self=False, recursive=False)
 
 
+def own_trainable_weights(layer):
+    """The trainable weights `layer` holds itself, not through sub-layers."""
+    return list(layer._trainable_variables)
+
+
 def set_attention_kernel_regularizer(layer, regularizer):
     """Sets what `MultiHeadAttention.get_config` saves as its regularizer."""
     layer._kernel_regularizer = regularizer
@@ -219,6 +229,11 @@ def unregistered_class(error):
     """
     found = re.search(r"Could not locate class '([^']+)'", str(error))
     return found.group(1) if found else None
+
+
+def refused_by_safe_mode(error):
+    """Whether `error` is Keras refusing to load code under `safe_mode`."""
+    return isinstance(error, ValueError) and "safe_mode=False" in str(error)
 
 
 _CALLER_DEPTH = 8  # frames searched: a subclass's `__call__` adds some

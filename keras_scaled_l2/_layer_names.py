@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import keras
 
-from keras_scaled_l2 import _keras_internals
+from keras_scaled_l2._layer_walk import sublayer_weights, walk_layers
 
 
 def layer_namer(model: keras.layers.Layer) -> Callable[[keras.Variable], str]:
@@ -31,20 +31,14 @@ def weight_owners(model: keras.layers.Layer) -> dict[int, str]:
     """Maps `id(weight)` to the name of the innermost layer holding it.
 
     A layer reached twice (shared between branches or models) keeps the
-    name it was first reached by.
+    name it was first reached by. The model's own weights are not named.
     """
     owners: dict[int, str] = {}
-    visited: set[int] = set()
-
-    def visit(layer, name):
-        if id(layer) in visited:
-            return
-        visited.add(id(layer))
-        if name:
-            for weight in layer.weights:
-                owners[id(weight)] = name
-        for child in _keras_internals.sublayers(layer):
-            visit(child, f"{name}/{child.name}" if name else child.name)
-
-    visit(model, "")
+    for visit in walk_layers(model):
+        if not visit.name:
+            continue
+        below = sublayer_weights(visit.layer)
+        for weight in visit.layer.weights:
+            if id(weight) not in below:
+                owners.setdefault(id(weight), visit.name)
     return owners

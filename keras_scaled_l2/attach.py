@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import fnmatch
-import warnings
 from collections.abc import Callable, Iterable
 from typing import NamedTuple, TypeAlias
 
 import keras
 
-from keras_scaled_l2 import _keras_internals, saving
+from keras_scaled_l2 import _keras_internals, _restorers
+from keras_scaled_l2._layer_walk import LayerVisit, walk_layers
+from keras_scaled_l2._penalty_record import keep_record
 from keras_scaled_l2._validation import invalid_argument, validate_flag
+from keras_scaled_l2._warnings import warn_at_caller
 from keras_scaled_l2.kernels import SUPPORTED_LAYERS, Kernel, layer_kernels
-from keras_scaled_l2.regularizers import ScaledRegularizer
+from keras_scaled_l2.regularizers import ScaledRegularizer, same_penalty
 
 RegularizerFactory: TypeAlias = Callable[
     [keras.layers.Layer, keras.Variable],
@@ -52,17 +54,18 @@ def attach_regularizer(
     `include` names it); Keras's own regularizers and the `none` and
     `size` scales attach to it fully.
 
-    >>> from keras_scaled_l2 import ScaledL2
-    >>> model = keras.Sequential([
-    ...     keras.Input((8,)),
-    ...     keras.layers.Dense(16, name="hidden"),
-    ...     keras.layers.BatchNormalization(),
-    ...     keras.layers.Dense(1, name="out"),
-    ... ], name="mlp")
-    >>> attach_regularizer(model, ScaledL2(0.01))
-    ['mlp/hidden/kernel', 'mlp/out/kernel']
-    >>> len(model.losses)
-    2
+    Examples:
+        >>> from keras_scaled_l2 import ScaledL2
+        >>> model = keras.Sequential([
+        ...     keras.Input((8,)),
+        ...     keras.layers.Dense(16, name="hidden"),
+        ...     keras.layers.BatchNormalization(),
+        ...     keras.layers.Dense(1, name="out"),
+        ... ], name="mlp")
+        >>> attach_regularizer(model, ScaledL2(0.01))
+        ['mlp/hidden/kernel', 'mlp/out/kernel']
+        >>> len(model.losses)
+        2
 
     Args:
         model: A built Keras model (or layer).
@@ -84,6 +87,10 @@ def attach_regularizer(
             sum, and one factor fits shallow and deep models alike.
             Penalties already on the model are neither counted nor changed.
             Needs the package's regularizers. Defaults to `False`.
+        include_embeddings: Bool. If `False`, the lookup tables of
+            `Embedding` layers (KerasHub's token and position embeddings
+            too) get no penalty; an untied `ReversibleEmbedding`'s output
+            projection, a matmul kernel, still does. Defaults to `True`.
 
     Returns:
         The paths of the kernels that got a penalty, in the order found.
@@ -96,7 +103,7 @@ def attach_regularizer(
     if not include_embeddings:
         factory = _without_embedding_tables(factory)
     plan: list[_Assignment] = []
-    _walk(model, factory, include, exclude, include is None, plan)
+    _walk(model, factory, include, exclude, plan)
     if normalize_depth:
         plan = _normalized_depth(plan)
     attached: list[str] = []
@@ -109,7 +116,7 @@ def attach_regularizer(
             _set(kernel, assignment.regularizer, attached)
     _keras_internals.drop_step_functions(model)
     if plan:
-        saving.keep_record(model)
+        keep_record(model)
         _warn_unless_keras_restores(model, [k for a in plan for k in a.kernels])
     return attached
 
@@ -126,15 +133,17 @@ def _without_embedding_tables(factory):
 
 
 def _warn_unless_keras_restores(model, kernels):
-    paths = saving.reload_paths(model)
+    restorers = _restorers.penalty_restorers(model)
     lost = {
-        id(k.weight): k for k in kernels if paths[id(k.weight)] != saving.KERAS
+        id(k.weight): k
+        for k in kernels
+        if restorers[id(k.weight)] != _restorers.KERAS
     }
     if not lost:
         return
     count = len(lost)
     holders = []
-    for layer in saving.unsaved_layers(model):
+    for layer in _restorers.unsaved_layers(model):
         if any(id(w) in lost for w in layer.weights):
             holders.append(f"{type(layer).__name__} '{layer.name}'")
             for weight in layer.weights:
@@ -146,7 +155,7 @@ def _warn_unless_keras_restores(model, kernels):
     named = ", ".join(holders[:5])
     if len(holders) > 5:
         named += f" and {len(holders) - 5} more"
-    warnings.warn(
+    warn_at_caller(
         f"keras.models.load_model will not restore {count} of the "
         f"{len(kernels)} penalties just attached: no saved config carries "
         f"them, in {named}. They are recorded in the model and saved with "
@@ -154,8 +163,7 @@ def _warn_unless_keras_restores(model, kernels):
         "keras_scaled_l2.load_model(path), which restores them, or attach "
         "them again after loading (KerasHub's save_to_preset does not keep "
         "the record either). penalty_report(model) shows, per weight, what "
-        "restores its penalty.",
-        stacklevel=3,
+        "restores its penalty."
     )
 
 
@@ -187,31 +195,46 @@ def _normalized_depth(plan):
     return normalized
 
 
-def _walk(layer, factory, include, exclude, included, plan):
-    if exclude and _matches(layer, exclude):
-        return
-    explicit = bool(include) and _matches(layer, include, literal_only=True)
-    included = included or (bool(include) and _matches(layer, include))
-    if isinstance(layer, keras.layers.MultiHeadAttention):
-        if included:
-            _plan_attention(layer, factory, explicit, plan)
-        return
-    kernels = layer_kernels(layer)
-    if kernels:
-        if included:
-            for kernel in kernels:
-                _plan(kernel, factory(kernel.layer, kernel.weight), plan)
-        return
-    children = _keras_internals.sublayers(layer)
-    if explicit and not children:
-        raise ValueError(
-            f"attach_regularizer cannot attach a penalty to layer "
-            f"'{layer.name}' ({type(layer).__name__}): it has no kernel of a "
-            "kind it knows. Supported: "
-            f"{', '.join(sorted(k.__name__ for k in SUPPORTED_LAYERS))}."
+def _walk(model, factory, include, exclude, plan):
+    """Plans the penalties of every included kernel below `model`."""
+    included: dict[int, bool] = {}  # id(layer): inside an included layer
+    handled: set[int] = set()  # id(layer): its kernels are planned here
+
+    def descend(visit: LayerVisit) -> bool:
+        return id(visit.layer) not in handled
+
+    for visit in walk_layers(model, descend):
+        layer = visit.layer
+        if exclude and _matches(layer, exclude):
+            handled.add(id(layer))
+            continue
+        explicit = bool(include) and _matches(layer, include, literal_only=True)
+        inside = (
+            include is None
+            if visit.parent is None
+            else included[id(visit.parent.layer)]
         )
-    for child in children:
-        _walk(child, factory, include, exclude, included, plan)
+        included[id(layer)] = inside or (
+            bool(include) and _matches(layer, include)
+        )
+        if isinstance(layer, keras.layers.MultiHeadAttention):
+            handled.add(id(layer))
+            if included[id(layer)]:
+                _plan_attention(layer, factory, explicit, plan)
+            continue
+        kernels = layer_kernels(layer)
+        if kernels:
+            handled.add(id(layer))
+            if included[id(layer)]:
+                for kernel in kernels:
+                    _plan(kernel, factory(kernel.layer, kernel.weight), plan)
+        elif explicit and not _keras_internals.sublayers(layer):
+            raise ValueError(
+                f"attach_regularizer cannot attach a penalty to layer "
+                f"'{layer.name}' ({type(layer).__name__}): it has no kernel "
+                "of a kind it knows. Supported: "
+                f"{', '.join(sorted(k.__name__ for k in SUPPORTED_LAYERS))}."
+            )
 
 
 def _plan(kernel, regularizer, plan):
@@ -249,7 +272,7 @@ def _plan_attention(layer, factory, explicit, plan):
     kernels = layer_kernels(layer)
     regularizers = [factory(k.layer, k.weight) for k in kernels]
     regularizer = regularizers[0]
-    same = all(saving.same_penalty(regularizer, r) for r in regularizers)
+    same = all(same_penalty(regularizer, r) for r in regularizers)
     if same and not _has_axes(regularizer):
         # One regularizer for all four projections, as the config saves
         # it; a scaled one finds each projection's fans when it computes.
@@ -267,7 +290,7 @@ def _plan_attention(layer, factory, explicit, plan):
     )
     if explicit:
         raise ValueError(message)
-    warnings.warn(message + " It was left without a penalty.", stacklevel=4)
+    warn_at_caller(message + " It was left without a penalty.")
 
 
 def _has_axes(regularizer):

@@ -21,8 +21,9 @@ Load a saved Keras model (without compiling it) and print one row per
 regularized weight: its layer, shape, fans, scale, penalty and share of the
 total penalty. With --l2, also print what that L2 factor would cost each
 kernel under every scale. Exits with status 2, and a message, when the file
-is missing, is not a Keras model, or needs custom objects that are not
-registered."""
+is missing, is not a Keras model, needs custom objects that are not
+registered, or holds Python code (a `Lambda` layer) that Keras's safe mode
+refuses to load: --no-safe-mode loads such a file, if you trust it."""
 
 
 def build_parser():
@@ -71,6 +72,13 @@ def build_parser():
         help="import MODULE first (one that registers the model's custom "
         "objects); repeatable",
     )
+    inspect.add_argument(
+        "--no-safe-mode",
+        dest="safe_mode",
+        action="store_false",
+        help="load with safe_mode=False, which runs the Python code a file "
+        "can hold (Lambda layers): only for a file you trust",
+    )
     return parser
 
 
@@ -102,7 +110,7 @@ class _InspectError(Exception):
     """A user-facing reason why the model cannot be inspected."""
 
 
-def _load_model(path, modules):
+def _load_model(path, modules, safe_mode=True):
     import importlib
     import os
     import zipfile
@@ -120,7 +128,7 @@ def _load_model(path, modules):
     from keras_scaled_l2 import _keras_internals, saving
 
     try:
-        return saving.load_model(path, compile=False)
+        return saving.load_model(path, compile=False, safe_mode=safe_mode)
     except TypeError as error:
         missing = _keras_internals.unregistered_class(error)
         what = f" ({missing})" if missing else ""
@@ -135,6 +143,13 @@ def _load_model(path, modules):
             f"model: {_first_line(error)}"
         ) from error
     except (ValueError, OSError) as error:
+        if _keras_internals.refused_by_safe_mode(error):
+            raise _InspectError(
+                f"{path} is a Keras model that Keras's safe mode refused to "
+                "load: it holds Python code (a Lambda layer), which loading "
+                "would run. If you trust the file, inspect it with "
+                f"--no-safe-mode. Keras said: {_first_line(error)}"
+            ) from error
         raise _InspectError(
             f"not a Keras model file (.keras or .h5): {path}. Keras said: "
             f"{_first_line(error)}"
@@ -146,7 +161,7 @@ def _first_line(error):
 
 
 def _run_inspect(arguments):
-    model = _load_model(arguments.model, arguments.modules)
+    model = _load_model(arguments.model, arguments.modules, arguments.safe_mode)
     from keras_scaled_l2.report import penalty_report
 
     print(f"{arguments.model}: {model.name}, {model.count_params()} weights")

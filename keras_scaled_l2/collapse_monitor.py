@@ -21,14 +21,15 @@ class CollapseWarning(UserWarning):
 
     A `UserWarning`, so the usual filters apply; e.g. to make it an error:
 
-    >>> import warnings
-    >>> with warnings.catch_warnings():
-    ...     warnings.simplefilter("error", CollapseWarning)
-    ...     try:
-    ...         warnings.warn("predictions are constant", CollapseWarning)
-    ...     except CollapseWarning as caught:
-    ...         print(type(caught).__name__)
-    CollapseWarning
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("error", CollapseWarning)
+        ...     try:
+        ...         warnings.warn("predictions are constant", CollapseWarning)
+        ...     except CollapseWarning as caught:
+        ...         print(type(caught).__name__)
+        CollapseWarning
     """
 
 
@@ -57,9 +58,10 @@ class CollapseMonitor(keras.callbacks.Callback):
     last healthy epoch. `collapsed_epoch` holds the (0-based) epoch of the
     collapse, or `None`.
 
-    >>> import numpy as np
-    >>> probe = np.random.default_rng(0).normal(size=(64, 8))
-    >>> monitor = CollapseMonitor(probe, stop_training=True)
+    Examples:
+        >>> import numpy as np
+        >>> probe = np.random.default_rng(0).normal(size=(64, 8))
+        >>> monitor = CollapseMonitor(probe, stop_training=True)
 
     Args:
         probe_x: Inputs to predict on, at least 2 samples, in any structure

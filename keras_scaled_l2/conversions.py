@@ -32,8 +32,9 @@ def equivalent_factor(
     `to_factor = factor * s_from(shape) / s_to(shape)`. It holds for L1 and
     L2 alike, whatever the weights.
 
-    >>> equivalent_factor(0.01, (256, 128))  # L2(0.01) on a 256x128 kernel
-    0.8533333333333334
+    Examples:
+        >>> equivalent_factor(0.01, (256, 128))  # L2(0.01) on a 256x128 kernel
+        0.8533333333333334
 
     Args:
         factor: Non-negative float, the factor under `from_scale`.
@@ -77,13 +78,14 @@ def equivalent_model_factor(
     Returns:
         A Python float.
 
-    >>> import keras
-    >>> model = keras.Sequential([
-    ...     keras.Input((8,)),
-    ...     keras.layers.Dense(4, kernel_initializer="ones"),
-    ... ])
-    >>> round(equivalent_model_factor(model, 0.01), 6)  # 0.01 / ((8+4)/32)
-    0.026667
+    Examples:
+        >>> import keras
+        >>> model = keras.Sequential([
+        ...     keras.Input((8,)),
+        ...     keras.layers.Dense(4, kernel_initializer="ones"),
+        ... ])
+        >>> round(equivalent_model_factor(model, 0.01), 6)  # 0.01 / ((8+4)/32)
+        0.026667
     """
     factor = validate_factor(factor, "factor")
     validate_choice(from_scale, "from_scale", tuple(SCALES))
@@ -122,8 +124,9 @@ def weight_decay_for_l2(l2: float) -> float:
     (`keras.optimizers.AdamW`, Loshchilov and Hutter 2019) decays every
     weight alike and is usually what one wants there.
 
-    >>> weight_decay_for_l2(0.01)
-    0.02
+    Examples:
+        >>> weight_decay_for_l2(0.01)
+        0.02
 
     Args:
         l2: Non-negative float, the coupled L2 factor.
@@ -142,8 +145,9 @@ def keras_factor_from_lambda(lam: float, num_examples: int) -> float:
     sum(w**2)`, so `factor = lambda / (2 * m)`. Equivalently, use
     `ScaledL2(lam, scale="none", num_examples=m)`.
 
-    >>> keras_factor_from_lambda(1.0, 50000)
-    1e-05
+    Examples:
+        >>> keras_factor_from_lambda(1.0, 50000)
+        1e-05
 
     Args:
         lam: Non-negative float, the textbook `lambda`.

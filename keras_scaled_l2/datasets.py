@@ -26,9 +26,10 @@ def make_low_signal_tabular(
     deviation of the signal part relative to the noise, so the best possible
     correlation is about `signal / sqrt(1 + signal**2)` before binning.
 
-    >>> (x, y), (x_test, y_test) = make_low_signal_tabular(100, 50, 8)
-    >>> x.shape, y.shape, x_test.shape, sorted(set(y.tolist()))
-    ((100, 8), (100,), (50, 8), [0.0, 0.25, 0.5, 0.75, 1.0])
+    Examples:
+        >>> (x, y), (x_test, y_test) = make_low_signal_tabular(100, 50, 8)
+        >>> x.shape, y.shape, x_test.shape, sorted(set(y.tolist()))
+        ((100, 8), (100,), (50, 8), [0.0, 0.25, 0.5, 0.75, 1.0])
 
     Args:
         num_train: Number of training rows. Defaults to `16000`.
@@ -74,10 +75,11 @@ def rank_correlation(y_true, y_pred):
     Ties share their average rank, so exactly constant predictions give
     `nan` (no ranking at all) rather than an arbitrary number.
 
-    >>> rank_correlation([0.0, 0.5, 1.0], [0.1, 0.7, 0.2])
-    0.5
-    >>> rank_correlation([0.0, 0.5, 1.0], [0.3, 0.3, 0.3])
-    nan
+    Examples:
+        >>> rank_correlation([0.0, 0.5, 1.0], [0.1, 0.7, 0.2])
+        0.5
+        >>> rank_correlation([0.0, 0.5, 1.0], [0.3, 0.3, 0.3])
+        nan
 
     Args:
         y_true: Array of targets.

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from keras_scaled_l2 import _keras_internals
+from keras_scaled_l2._layer_walk import LayerVisit, walk_layers
 from keras_scaled_l2._types import FanAxes
 
 # Layer kinds and their kernels: (weight attribute, regularizer attribute).
@@ -114,12 +115,13 @@ def einsum_kernel_axes(equation: str) -> FanAxes:
     `EinsumDense` counts such an axis as an output axis when it initializes
     the kernel; see `compute_fans` for why the penalty does not.
 
-    >>> einsum_kernel_axes("abc,cde->abde")  # MultiHeadAttention query
-    ((0,), (1, 2))
-    >>> einsum_kernel_axes("abcd,cde->abe")  # its output projection
-    ((0, 1), (2,))
-    >>> einsum_kernel_axes("abc,bcd->abd")  # one matrix per b
-    ((1,), (2,))
+    Examples:
+        >>> einsum_kernel_axes("abc,cde->abde")  # MultiHeadAttention query
+        ((0,), (1, 2))
+        >>> einsum_kernel_axes("abcd,cde->abe")  # its output projection
+        ((0, 1), (2,))
+        >>> einsum_kernel_axes("abc,bcd->abd")  # one matrix per b
+        ((1,), (2,))
 
     Returns:
         `(input_axes, output_axes)`, or `(None, None)` when either is empty.
@@ -160,19 +162,20 @@ def layer_kernels(layer: keras.layers.Layer) -> list[Kernel]:
 
 def model_kernels(model: keras.layers.Layer) -> Iterator[Kernel]:
     """Yields every `Kernel` of a model, nested layers included, each once."""
-    seen = set()
-    stack = [model]
-    while stack:
-        layer = stack.pop(0)
-        kernels = layer_kernels(layer)
+    found: dict[int, list[Kernel]] = {}
+
+    def descend(visit: LayerVisit) -> bool:
+        return not found[id(visit.layer)] and not isinstance(
+            visit.layer, keras.layers.MultiHeadAttention
+        )
+
+    seen: set[int] = set()
+    for visit in walk_layers(model, descend):
+        kernels = found[id(visit.layer)] = layer_kernels(visit.layer)
         for kernel in kernels:
             if id(kernel.weight) not in seen:
                 seen.add(id(kernel.weight))
                 yield kernel
-        if not kernels and not isinstance(
-            layer, keras.layers.MultiHeadAttention
-        ):
-            stack[:0] = _keras_internals.sublayers(layer)
 
 
 # Per layer that computes penalties: id(weight) -> (weight, fan axes).

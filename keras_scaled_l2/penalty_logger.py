@@ -45,18 +45,22 @@ class PenaltyLogger(keras.callbacks.Callback):
     calls it is fine); with an overridden `compute_loss` the logger warns
     and logs nothing.
 
-    >>> import numpy as np
-    >>> from keras_scaled_l2 import ScaledL2
-    >>> model = keras.Sequential([
-    ...     keras.Input((4,)),
-    ...     keras.layers.Dense(1, kernel_regularizer=ScaledL2(0.1)),
-    ... ])
-    >>> model.compile("sgd", "mse")
-    >>> history = model.fit(
-    ...     np.ones((8, 4)), np.zeros(8), callbacks=[PenaltyLogger()], verbose=0
-    ... )
-    >>> sorted(history.history)
-    ['data_loss', 'loss', 'penalty']
+    Examples:
+        >>> import numpy as np
+        >>> from keras_scaled_l2 import ScaledL2
+        >>> model = keras.Sequential([
+        ...     keras.Input((4,)),
+        ...     keras.layers.Dense(1, kernel_regularizer=ScaledL2(0.1)),
+        ... ])
+        >>> model.compile("sgd", "mse")
+        >>> history = model.fit(
+        ...     np.ones((8, 4)),
+        ...     np.zeros(8),
+        ...     callbacks=[PenaltyLogger()],
+        ...     verbose=0,
+        ... )
+        >>> sorted(history.history)
+        ['data_loss', 'loss', 'penalty']
 
     Args:
         per_layer: Whether to log `penalty/<layer>` keys too. Defaults to

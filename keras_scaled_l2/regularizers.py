@@ -47,10 +47,11 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             model's total is the factor times the mean over its kernels.
             `attach_regularizer(..., normalize_depth=True)` sets it.
 
-    >>> isinstance(ScaledL2(0.01), ScaledRegularizer)
-    True
-    >>> ScaledL2(0.01, scale="none", num_kernels=4).multiplier((256, 128))
-    0.25
+    Examples:
+        >>> isinstance(ScaledL2(0.01), ScaledRegularizer)
+        True
+        >>> ScaledL2(0.01, scale="none", num_kernels=4).multiplier((256, 128))
+        0.25
     """
 
     def __init__(
@@ -73,6 +74,34 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             num_kernels, "num_kernels"
         )
 
+    def fan_axes(
+        self,
+        input_axes: Sequence[int] | None = None,
+        output_axes: Sequence[int] | None = None,
+    ) -> FanAxes:
+        """Returns the fan axes the penalty of a kernel is computed with.
+
+        The regularizer's own `input_axes` / `output_axes` when it has them,
+        else the kernel's (those of its `EinsumDense` equation, passed
+        here), else `(None, None)`: the Keras fan rule. This is the one
+        place where that is decided.
+
+        Examples:
+            >>> ScaledL2(0.01).fan_axes((0,), (1, 2))
+            ((0,), (1, 2))
+            >>> ScaledL2(0.01, input_axes=(0, 1), output_axes=(2,)).fan_axes(
+            ...     (0,), (1, 2)
+            ... )
+            ((0, 1), (2,))
+
+        Args:
+            input_axes: Optional fan axes of the kernel itself.
+            output_axes: Optional, given with `input_axes`.
+        """
+        if self.input_axes is not None:
+            return self.input_axes, self.output_axes
+        return _as_tuple(input_axes), _as_tuple(output_axes)
+
     def multiplier(
         self,
         shape: Sequence[int | None],
@@ -89,10 +118,11 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
                 regularizer has none of its own. Defaults to `None`.
             output_axes: Optional, given with `input_axes`.
         """
-        if self.input_axes is not None:
-            input_axes, output_axes = self.input_axes, self.output_axes
         multiplier = shape_multiplier(
-            shape, self.scale, self.num_examples, input_axes, output_axes
+            shape,
+            self.scale,
+            self.num_examples,
+            *self.fan_axes(input_axes, output_axes),
         )
         if self.num_kernels is not None:
             multiplier /= self.num_kernels
@@ -106,23 +136,40 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             penalised = _keras_internals.regularized_weight(self)
             if penalised is not None:
                 axes = weight_fan_axes(*penalised)
-        return self._penalty_with_axes(x, *axes)
+        return self.penalty(x, *axes)
 
-    def _penalty_with_axes(
+    def penalty(
         self,
         x: Tensor,
-        input_axes: Sequence[int] | None,
-        output_axes: Sequence[int] | None,
+        input_axes: Sequence[int] | None = None,
+        output_axes: Sequence[int] | None = None,
     ) -> Tensor:
-        """The penalty of `x` with these fan axes, unless it has its own."""
+        """Returns the penalty of kernel `x` with the given fan axes.
+
+        What calling the regularizer returns, for a kernel whose fan axes
+        are known (see `fan_axes`): a layer's `EinsumDense` kernel, whose
+        axes the layer's equation gives.
+
+        Examples:
+            >>> kernel = keras.ops.ones((16, 4, 8))
+            >>> penalty = ScaledL2(1.0).penalty(kernel, (0,), (1, 2))
+            >>> float(penalty)  # (16 + 32) / 512 * sum(kernel**2)
+            48.0
+
+        Args:
+            x: The kernel.
+            input_axes: Optional fan axes of the kernel, used when the
+                regularizer has none of its own. Defaults to `None`.
+            output_axes: Optional, given with `input_axes`.
+        """
         multiplier = self.multiplier(x.shape, input_axes, output_axes)
         # Squares of float16 / bfloat16 weights overflow or lose all
         # precision when summed in their own dtype: accumulate in float32.
         if keras.backend.standardize_dtype(x.dtype) in _LOW_PRECISION_DTYPES:
             x = ops.cast(x, "float32")
-        return self._penalty(x, multiplier)
+        return self._scaled_norm(x, multiplier)
 
-    def _penalty(self, x: Tensor, multiplier: float) -> Tensor:
+    def _scaled_norm(self, x: Tensor, multiplier: float) -> Tensor:
         """Returns the penalty of `x` given `s(shape)`; set by subclasses."""
         raise NotImplementedError
 
@@ -154,8 +201,26 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
         return f"{type(self).__name__}({arguments})"
 
 
+def _as_tuple(axes: Sequence[int] | None) -> tuple[int, ...] | None:
+    return None if axes is None else tuple(axes)
+
+
 def _as_list(axes: tuple[int, ...] | None) -> list[int] | None:
     return None if axes is None else list(axes)
+
+
+def same_penalty(
+    a: keras.regularizers.Regularizer | None,
+    b: keras.regularizers.Regularizer | None,
+) -> bool:
+    """Whether two regularizers (or `None`s) save as the same config."""
+    if a is b:
+        return True
+    if a is None or b is None:
+        return False
+    return keras.saving.serialize_keras_object(
+        a
+    ) == keras.saving.serialize_keras_object(b)
 
 
 def _l2_norm(x: Tensor) -> Tensor:
@@ -189,13 +254,14 @@ class ScaledL2(ScaledRegularizer):
     `num_examples=m`, `s` is divided by `2 * m`, which gives the textbook
     cost `(1/m) sum(loss) + lambda/(2m) sum(w**2)` for `l2=lambda`.
 
-    >>> import numpy as np
-    >>> kernel = np.ones((256, 128), dtype="float32")
-    >>> round(float(ScaledL2(0.01)(kernel)), 4)  # 0.01 * 384 / 32768 * 32768
-    3.84
-    >>> round(float(ScaledL2(0.01, scale="none")(kernel)), 4)  # as keras L2
-    327.68
-    >>> layer = keras.layers.Dense(64, kernel_regularizer=ScaledL2(0.01))
+    Examples:
+        >>> import numpy as np
+        >>> kernel = np.ones((256, 128), dtype="float32")
+        >>> round(float(ScaledL2(0.01)(kernel)), 4)  # 0.01 * 384/32768 * 32768
+        3.84
+        >>> round(float(ScaledL2(0.01, scale="none")(kernel)), 4)  # as keras L2
+        327.68
+        >>> layer = keras.layers.Dense(64, kernel_regularizer=ScaledL2(0.01))
 
     Args:
         l2: Non-negative float, the penalty factor. Defaults to `0.01`.
@@ -239,7 +305,7 @@ class ScaledL2(ScaledRegularizer):
     def _factors(self) -> dict[str, float]:
         return {"l2": self.l2}
 
-    def _penalty(self, x: Tensor, multiplier: float) -> Tensor:
+    def _scaled_norm(self, x: Tensor, multiplier: float) -> Tensor:
         return _l2_norm(x) * (self.l2 * multiplier)
 
 
@@ -250,10 +316,11 @@ class ScaledL1(ScaledRegularizer):
     The penalty is `l1 * s(shape) * sum(abs(w))`, with `s` as in `ScaledL2`;
     `scale="none"` gives the same penalty as `keras.regularizers.L1(l1)`.
 
-    >>> import numpy as np
-    >>> kernel = np.full((100, 10), -2.0, dtype="float32")
-    >>> round(float(ScaledL1(0.01, scale="size")(kernel)), 4)  # mean |w|
-    0.02
+    Examples:
+        >>> import numpy as np
+        >>> kernel = np.full((100, 10), -2.0, dtype="float32")
+        >>> round(float(ScaledL1(0.01, scale="size")(kernel)), 4)  # mean |w|
+        0.02
 
     Args:
         l1: Non-negative float, the penalty factor. Defaults to `0.01`.
@@ -290,7 +357,7 @@ class ScaledL1(ScaledRegularizer):
     def _factors(self) -> dict[str, float]:
         return {"l1": self.l1}
 
-    def _penalty(self, x: Tensor, multiplier: float) -> Tensor:
+    def _scaled_norm(self, x: Tensor, multiplier: float) -> Tensor:
         return _l1_norm(x) * (self.l1 * multiplier)
 
 
@@ -302,11 +369,12 @@ class ScaledL1L2(ScaledRegularizer):
     `scale="none"` gives the same penalty as `keras.regularizers.L1L2`.
     As in Keras, both factors default to `0.0`.
 
-    >>> import numpy as np
-    >>> kernel = np.ones((8, 8), dtype="float32")
-    >>> penalty = ScaledL1L2(l1=0.01, l2=0.01, scale="size")(kernel)
-    >>> round(float(penalty), 4)  # 0.01 * mean(|w|) + 0.01 * mean(w**2)
-    0.02
+    Examples:
+        >>> import numpy as np
+        >>> kernel = np.ones((8, 8), dtype="float32")
+        >>> penalty = ScaledL1L2(l1=0.01, l2=0.01, scale="size")(kernel)
+        >>> round(float(penalty), 4)  # 0.01 * mean(|w|) + 0.01 * mean(w**2)
+        0.02
 
     Args:
         l1: Non-negative float, the L1 factor. Defaults to `0.0`.
@@ -346,7 +414,7 @@ class ScaledL1L2(ScaledRegularizer):
     def _factors(self) -> dict[str, float]:
         return {"l1": self.l1, "l2": self.l2}
 
-    def _penalty(self, x: Tensor, multiplier: float) -> Tensor:
+    def _scaled_norm(self, x: Tensor, multiplier: float) -> Tensor:
         penalty = ops.zeros((), dtype=x.dtype)
         if self.l1:
             penalty += _l1_norm(x) * (self.l1 * multiplier)

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from keras_scaled_l2 import saving
+from keras_scaled_l2 import _restorers
 from keras_scaled_l2._layer_names import layer_namer
 from keras_scaled_l2._types import FanAxes
 from keras_scaled_l2._validation import validate_factor
-from keras_scaled_l2.kernels import model_kernels
+from keras_scaled_l2.kernels import Kernel, model_kernels
 from keras_scaled_l2.regularizers import ScaledRegularizer
 from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
 
@@ -66,18 +66,19 @@ class PenaltyReport:
         l2: The factor of the what-if table, or `None`.
         what_if: One `WhatIfRow` per kernel, with `l2` under every scale.
 
-    >>> import keras
-    >>> model = keras.Sequential([
-    ...     keras.Input((8,)),
-    ...     keras.layers.Dense(
-    ...         4,
-    ...         kernel_initializer="ones",
-    ...         kernel_regularizer=keras.regularizers.L2(0.01),
-    ...     ),
-    ... ])
-    >>> report = penalty_report(model)
-    >>> round(report.total, 4), report.rows[0].scale  # 0.01 * 32 ones
-    (0.32, 'none')
+    Examples:
+        >>> import keras
+        >>> model = keras.Sequential([
+        ...     keras.Input((8,)),
+        ...     keras.layers.Dense(
+        ...         4,
+        ...         kernel_initializer="ones",
+        ...         kernel_regularizer=keras.regularizers.L2(0.01),
+        ...     ),
+        ... ])
+        >>> report = penalty_report(model)
+        >>> round(report.total, 4), report.rows[0].scale  # 0.01 * 32 ones
+        (0.32, 'none')
     """
 
     rows: list[PenaltyRow]
@@ -128,7 +129,13 @@ class PenaltyReport:
         return "\n".join(lines)
 
     def to_dataframe(self, what_if: bool = False) -> pd.DataFrame:
-        """Returns the rows (or the what-if rows) as a pandas DataFrame."""
+        """Returns the rows (or the what-if rows) as a pandas DataFrame.
+
+        Args:
+            what_if: Bool. If `True`, the what-if table (one row per kernel,
+                a `penalty_SCALE` and `share_SCALE` column per scale) in
+                place of the table of penalties. Defaults to `False`.
+        """
         try:
             import pandas as pd
         except ImportError as error:
@@ -165,14 +172,15 @@ def penalty_report(
     regularize, the penalty `l2 * s(shape) * sum(w**2)` under each scale:
     under `"none"` (Keras's `L2`) the widest layers usually hold most of it.
 
-    >>> model = keras.Sequential([
-    ...     keras.Input((784,)),
-    ...     keras.layers.Dense(1024, kernel_regularizer="l2"),
-    ...     keras.layers.Dense(10, kernel_regularizer="l2"),
-    ... ])
-    >>> report = penalty_report(model, l2=0.01)
-    >>> round(report.rows[0].share, 2), len(report.what_if)
-    (0.98, 2)
+    Examples:
+        >>> model = keras.Sequential([
+        ...     keras.Input((784,)),
+        ...     keras.layers.Dense(1024, kernel_regularizer="l2"),
+        ...     keras.layers.Dense(10, kernel_regularizer="l2"),
+        ... ])
+        >>> report = penalty_report(model, l2=0.01)
+        >>> round(report.rows[0].share, 2), len(report.what_if)
+        (0.98, 2)
 
     Args:
         model: A built Keras model.
@@ -186,7 +194,7 @@ def penalty_report(
         l2 = validate_factor(l2, "l2")
     kernels = {id(k.weight): k for k in model_kernels(model)}
     name_of = layer_namer(model)
-    reload_paths = saving.reload_paths(model)
+    restorers = _restorers.penalty_restorers(model)
     records: list[dict[str, Any]] = []
     for weight in model.trainable_weights:
         regularizer = weight.regularizer
@@ -204,7 +212,7 @@ def penalty_report(
                 scale=_scale_name(regularizer),
                 num_kernels=getattr(regularizer, "num_kernels", None),
                 penalty=_penalty(regularizer, weight, kernel),
-                reload=reload_paths.get(id(weight), saving.UNKNOWN),
+                reload=restorers.get(id(weight), _restorers.UNKNOWN),
             )
         )
     total = sum(record["penalty"] for record in records)
@@ -256,22 +264,23 @@ def _what_if(model, name_of, kernels, l2):
 def _penalty(regularizer, weight, kernel):
     """The penalty as the layer computes it: with the kernel's fan axes."""
     if isinstance(regularizer, ScaledRegularizer) and kernel is not None:
-        value = regularizer._penalty_with_axes(
-            weight, kernel.input_axes, kernel.output_axes
-        )
+        value = regularizer.penalty(weight, *_kernel_axes(kernel))
     else:
         value = regularizer(weight)
     return float(keras.ops.convert_to_numpy(value))
 
 
 def _fans(weight, regularizer, kernel):
-    if isinstance(regularizer, ScaledRegularizer) and regularizer.input_axes:
-        axes: FanAxes = (regularizer.input_axes, regularizer.output_axes)
-    elif kernel is not None:
-        axes = (kernel.input_axes, kernel.output_axes)
-    else:
-        axes = (None, None)
+    axes = _kernel_axes(kernel)
+    if isinstance(regularizer, ScaledRegularizer):
+        axes = regularizer.fan_axes(*axes)
     return compute_fans(weight.shape, *axes)
+
+
+def _kernel_axes(kernel: Kernel | None) -> FanAxes:
+    if kernel is None:
+        return None, None
+    return kernel.input_axes, kernel.output_axes
 
 
 def _scale_name(regularizer):
@@ -283,8 +292,8 @@ def _scale_name(regularizer):
 
 
 def _reload_notes(rows):
-    package = sum(r.reload == saving.PACKAGE for r in rows)
-    unknown = sum(r.reload == saving.UNKNOWN for r in rows)
+    package = sum(r.reload == _restorers.PACKAGE for r in rows)
+    unknown = sum(r.reload == _restorers.UNKNOWN for r in rows)
     notes = []
     if package:
         notes.append(

@@ -33,9 +33,10 @@ SCALES: dict[str, Callable[[int, int, int], float]] = {
 }
 """Maps each scale name to `s(fan_in, fan_out, size)`.
 
->>> balanced = SCALES["balanced"]
->>> balanced(256, 128, 256 * 128)  # (256 + 128) / (256 * 128)
-0.01171875
+Examples:
+    >>> balanced = SCALES["balanced"]
+    >>> balanced(256, 128, 256 * 128)  # (256 + 128) / (256 * 128)
+    0.01171875
 """
 
 FAN_SCALES = ("fan_in", "fan_out", "balanced")
@@ -70,12 +71,16 @@ def compute_fans(
     the balanced scale, exactly the sum of the penalties its matrices would
     get apart: `(n*a + n*b) / (n*a*b) = (a + b) / (a*b)`.
 
-    >>> compute_fans((3, 3, 16, 32))
-    (144, 288)
-    >>> compute_fans((16, 4, 8), input_axes=(0,), output_axes=(1, 2))
-    (16, 32)
-    >>> compute_fans((3, 3, 16, 32), input_axes=(2,), output_axes=(3,))
-    (144, 288)
+    Examples:
+        >>> compute_fans((3, 3, 16, 32))
+        (144, 288)
+        >>> compute_fans((16, 4, 8), input_axes=(0,), output_axes=(1, 2))
+        (16, 32)
+
+        The conv rule, with its axes given:
+
+        >>> compute_fans((3, 3, 16, 32), input_axes=(2,), output_axes=(3,))
+        (144, 288)
 
     Args:
         shape: The kernel shape, a sequence of ints.
@@ -145,10 +150,11 @@ def shape_multiplier(
     shape (and cached) while a model is traced: at run time the penalty costs
     one multiplication by a constant, as Keras's own `L2` does.
 
-    >>> shape_multiplier((256, 128), "balanced")
-    0.01171875
-    >>> shape_multiplier((256, 128), "none", num_examples=1000)
-    0.0005
+    Examples:
+        >>> shape_multiplier((256, 128), "balanced")
+        0.01171875
+        >>> shape_multiplier((256, 128), "none", num_examples=1000)
+        0.0005
 
     Args:
         shape: The kernel shape, a sequence of ints (`None` for unknown).

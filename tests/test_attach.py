@@ -1,3 +1,4 @@
+import inspect
 import json
 import textwrap
 import warnings
@@ -12,6 +13,7 @@ from reference import reference_penalty
 from keras_scaled_l2 import (
     ScaledL1,
     ScaledL2,
+    _keras_internals,
     attach_regularizer,
     cli,
     load_model,
@@ -256,6 +258,16 @@ def _attention_model():
     return keras.Model(inputs, outputs)
 
 
+def _projection(attention, name):
+    """One of the four `EinsumDense` projections of `attention`."""
+    (found,) = [
+        layer
+        for layer in _keras_internals.sublayers(attention)
+        if layer.name == name
+    ]
+    return found
+
+
 def _attention_reference(model, l2, scale):
     """Each projection's penalty with the fans of its einsum equation."""
     attention = model.get_layer("attention")
@@ -268,10 +280,10 @@ def _attention_reference(model, l2, scale):
             output_axes=einsum_kernel_axes(projection.equation)[1],
         )
         for projection in (
-            attention._query_dense,
-            attention._key_dense,
-            attention._value_dense,
-            attention._output_dense,
+            _projection(attention, "query"),
+            _projection(attention, "key"),
+            _projection(attention, "value"),
+            _projection(attention, "attention_output"),
         )
     ]
 
@@ -317,7 +329,7 @@ def test_attention_penalty_passed_directly_gets_each_projections_fans():
     )
     # The convolution rule would make the query penalty 4x this.
     query = keras.ops.convert_to_numpy(
-        model.get_layer("attention")._query_dense.kernel
+        _projection(model.get_layer("attention"), "query").kernel
     )
     assert reference_penalty(query, l2=0.01) == pytest.approx(4 * want[0])
     # And so in a training step (JAX computes it from stateless values).
@@ -341,6 +353,19 @@ def test_a_subclass_calling_the_base_call_gets_the_fans_too():
         rtol=1e-5,
     )
     assert Counted.calls == 4
+
+
+def test_warnings_point_at_the_line_that_called():
+    inputs = keras.Input((6, 16))
+    nested = keras.Model(inputs, _attention_model()(inputs), name="outer")
+    fixed_axes = ScaledL2(0.01, input_axes=(0,), output_axes=(1, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        attach_regularizer(nested, fixed_axes)
+    assert len(caught) == 1
+    assert "MultiHeadAttention layer 'attention'" in str(caught[0].message)
+    assert (caught[0].filename, caught[0].lineno) == (__file__, line)
 
 
 def test_attention_with_axes_or_per_projection_penalties_is_skipped():
@@ -492,6 +517,7 @@ def test_a_penalty_no_config_carries_is_restored_by_load_model(tmp_path):
     with pytest.warns(UserWarning, match="in Block 'block'") as caught:
         attach_regularizer(model, ScaledL2(0.01))
     assert "1 of the 2 penalties" in str(caught[0].message)
+    assert caught[0].filename == __file__  # the caller's, not the package's
     inner = f"block/{model.get_layer('block').inner.name}"
     report = penalty_report(model)
     assert [(r.layer, r.reload) for r in report.rows] == [

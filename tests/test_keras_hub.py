@@ -20,6 +20,7 @@ from keras_scaled_l2 import (
     SCALES,
     PenaltyLogger,
     ScaledL2,
+    _keras_internals,
     attach_regularizer,
     penalty_report,
 )
@@ -90,7 +91,7 @@ def _layers(model):
     while stack:
         layer = stack.pop()
         yield layer
-        stack.extend(layer._flatten_layers(include_self=False, recursive=False))
+        stack.extend(_keras_internals.sublayers(layer))
 
 
 def _owners(model):
@@ -98,7 +99,7 @@ def _owners(model):
     return {
         id(weight): layer.name
         for layer in _layers(model)
-        for weight in layer._trainable_variables
+        for weight in _keras_internals.own_trainable_weights(layer)
     }
 
 
@@ -265,7 +266,7 @@ def test_penalty_logger_per_layer_names_the_transformer_layers():
 
 def _named_layers(model, prefix=""):
     """`(name chain below model, layer)` for every layer under `model`."""
-    for child in model._flatten_layers(include_self=False, recursive=False):
+    for child in _keras_internals.sublayers(model):
         name = f"{prefix}{child.name}"
         yield name, child
         yield from _named_layers(child, name + "/")

@@ -191,6 +191,27 @@ def test_sublayers_are_the_direct_children():
     ]
 
 
+def test_own_trainable_weights_leave_out_the_sublayers():
+    class Holder(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.inner = keras.layers.Dense(2)
+
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(), name="scale")
+            self.inner.build(input_shape)
+
+    holder = Holder()
+    holder.build((None, 3))
+    assert _keras_internals.own_trainable_weights(holder) == [holder.scale]
+    assert len(holder.trainable_weights) == 3
+    dense = holder.inner
+    assert _keras_internals.own_trainable_weights(dense) == [
+        dense.kernel,
+        dense.bias,
+    ]
+
+
 def test_the_attention_regularizer_set_is_the_one_its_config_saves():
     attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
     regularizer = ScaledL2(0.3, scale="size")
@@ -276,6 +297,19 @@ def test_an_unregistered_class_is_named_from_keras_error():
         )
     assert _keras_internals.unregistered_class(error.value) == "NoSuchLayer"
     assert _keras_internals.unregistered_class(TypeError("other")) is None
+
+
+def test_a_file_refused_by_safe_mode_is_told_from_keras_error(tmp_path):
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2)]
+    )
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with pytest.raises(ValueError) as error:
+        keras.models.load_model(path)
+    assert _keras_internals.refused_by_safe_mode(error.value)
+    assert not _keras_internals.refused_by_safe_mode(ValueError("other"))
+    assert len(keras.models.load_model(path, safe_mode=False).layers) == 1
 
 
 def test_an_untracked_attribute_is_made_once_and_never_tracked(tmp_path):

@@ -1,5 +1,6 @@
 """The README's claims and the project's hygiene, checked."""
 
+import dataclasses
 import inspect
 import pathlib
 import re
@@ -230,6 +231,83 @@ def test_the_annotation_check_sees_a_missing_annotation():
 def test_public_api_is_annotated(name):
     missing = _missing_annotations(*_PUBLIC_CALLABLES[name])
     assert not missing, f"{name} lacks annotations for {missing}"
+
+
+def _documented_arguments(docstring, section_name="Args"):
+    """The argument names an `Args:` section of a Google docstring lists."""
+    section = re.search(
+        rf"^( *){section_name}:\n((?:\1 {{4}}.*\n|\s*\n)+)",
+        docstring or "",
+        re.M,
+    )
+    if section is None:
+        return set()
+    indent = len(section.group(1)) + 4
+    return set(
+        re.findall(
+            rf"^ {{{indent}}}\*{{0,2}}(\w+)(?: \(.*\))?:",
+            section.group(2),
+            re.M,
+        )
+    )
+
+
+def _undocumented_arguments(name, function, is_method):
+    """Names the parameters that the docstring's `Args:` does not list.
+
+    A constructor is documented in its class docstring (a dataclass's
+    fields under `Attributes:`). Methods that override a Keras method
+    (`__call__`, `get_config`, the callback hooks) are documented by
+    Keras, and are not asked for.
+    """
+    owner_name, _, attribute = name.rpartition(".")
+    docstring = function.__doc__
+    section_name = "Args"
+    if attribute == "__init__":
+        owner = getattr(keras_scaled_l2, owner_name)
+        docstring = owner.__doc__
+        if dataclasses.is_dataclass(owner):
+            section_name = "Attributes"
+    elif owner_name:
+        owner = getattr(keras_scaled_l2, owner_name.split(".")[0])
+        if any(
+            attribute in vars(base)
+            for base in owner.__mro__
+            if not base.__module__.startswith("keras_scaled_l2")
+        ):
+            return []
+    parameters = list(inspect.signature(function).parameters.values())
+    if is_method:
+        parameters = parameters[1:]
+    listed = _documented_arguments(docstring, section_name)
+    return [
+        p.name
+        for p in parameters
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and p.name not in listed
+    ]
+
+
+@pytest.mark.run_once
+def test_the_args_check_sees_a_missing_argument():
+    def documented(x, y):
+        """Adds.
+
+        Args:
+            x: A number.
+        """
+
+    assert _undocumented_arguments("documented", documented, False) == ["y"]
+    assert _documented_arguments(ScaledL2.__doc__) >= {"l2", "scale"}
+    assert "ScaledL2.__init__" in _PUBLIC_CALLABLES
+    assert "PenaltyReport.__init__" in _PUBLIC_CALLABLES
+
+
+@pytest.mark.run_once
+@pytest.mark.parametrize("name", sorted(_PUBLIC_CALLABLES))
+def test_every_argument_of_the_public_api_is_documented(name):
+    missing = _undocumented_arguments(name, *_PUBLIC_CALLABLES[name])
+    assert not missing, f"{name}: no `Args:` entry for {missing}"
 
 
 @pytest.mark.run_once
