@@ -7,8 +7,13 @@
   runnable example (`>>>`) and an entry on the API page; a missing one fails
   the build. The package is read statically (griffe), so the build needs
   neither Keras nor a backend.
+- Every built page is read back: an example (`>>>`) that renders as prose
+  (Markdown takes `>>>` for nested quotes) instead of a highlighted code
+  block fails the build. Examples sit in an `Examples:` section of their
+  docstring, which renders as code.
 """
 
+import html.parser
 import pathlib
 import re
 
@@ -56,3 +61,49 @@ def on_pre_build(config):
             problems.append(f"{name}: no docstring with a runnable example")
     if problems:
         raise PluginError("API reference: " + "; ".join(problems))
+
+
+class _ExamplesOutsideCode(html.parser.HTMLParser):
+    """Collects the text of `>>>` lines that sit outside code."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth = 0  # open <pre> and <code> elements
+        self.quotes = 0  # open <blockquote> elements
+        self.found = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("pre", "code"):
+            self.depth += 1
+        elif tag == "blockquote":
+            self.quotes += 1
+
+    def handle_endtag(self, tag):
+        if tag in ("pre", "code") and self.depth:
+            self.depth -= 1
+        elif tag == "blockquote" and self.quotes:
+            self.quotes -= 1
+
+    def handle_data(self, data):
+        # Markdown reads `>>> x` as `x` inside three nested quotes.
+        quoted = self.quotes >= 3 and data.strip()
+        if quoted or (not self.depth and ">>>" in data):
+            self.found.append(data.strip().splitlines()[0][:60])
+
+
+def examples_outside_code(page_html):
+    """The `>>>` lines of `page_html` that are not in a code block."""
+    parser = _ExamplesOutsideCode()
+    parser.feed(page_html)
+    return parser.found
+
+
+def on_post_page(output, page, config):
+    found = examples_outside_code(output)
+    if found:
+        raise PluginError(
+            f"{page.file.src_uri}: {len(found)} example(s) render as prose, "
+            f"not as code, starting with {found[0]!r}; put them in an "
+            "`Examples:` section of the docstring (or a fenced code block)."
+        )
+    return output

@@ -26,19 +26,31 @@ def execute(path, write=True):
     ).execute()
     for cell in notebook.cells:
         if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if not _is_startup_log(o)]
+            cell.outputs = [o for o in cell.outputs if not _is_log_noise(o)]
     if write:
         nbformat.write(notebook, path)
     return notebook
 
 
-def _is_startup_log(output):
-    """TensorFlow's C++ start-up lines on stderr: noise, not a result."""
-    if output.get("output_type") != "stream" or output.get("name") != "stderr":
+# TensorFlow's C++ start-up lines, and the status lines TensorFlow and absl
+# log as a SavedModel is written or an .h5 file saved: noise, not results.
+_LOG_PREFIXES = (
+    "I0000",
+    "E0000",
+    "W0000",
+    "WARNING: All log messages",
+    "To enable the following instructions",
+    "INFO:tensorflow:Assets written to:",
+    "WARNING:absl:",
+)
+
+
+def _is_log_noise(output):
+    """Whether an output holds nothing but TensorFlow's and absl's logs."""
+    if output.get("output_type") != "stream":
         return False
     lines = [line for line in output.get("text", "").splitlines() if line]
-    prefixes = ("I0000", "E0000", "W0000", "WARNING: All log messages")
-    return all(line.startswith(prefixes) for line in lines)
+    return all(line.startswith(_LOG_PREFIXES) for line in lines)
 
 
 if __name__ == "__main__":
