@@ -198,7 +198,9 @@ def _normalized_depth(plan):
 def _walk(model, factory, include, exclude, plan):
     """Plans the penalties of every included kernel below `model`."""
     included: dict[int, bool] = {}  # id(layer): inside an included layer
-    handled: set[int] = set()  # id(layer): its kernels are planned here
+    # id(layer): a layer whose sub-layers are not walked (it is excluded,
+    # or its kernels are planned here, the attention projections too).
+    handled: set[int] = set()
 
     def descend(visit: LayerVisit) -> bool:
         return id(visit.layer) not in handled

@@ -269,20 +269,23 @@ class _PenaltyParts(keras.metrics.Metric):
 
     def record(self, x, y_pred, data_loss, penalties):
         """Adds one step's parts, weighted by its batch size."""
-        batch_size = _batch_size(x, y_pred)
+        # A handful of ops per step: on PyTorch, which runs steps eagerly,
+        # each one costs dispatch time.
         unscale = _replicas_in_sync()
-        penalties = [ops.cast(p, "float32") * unscale for p in penalties]
-        penalty = ops.sum(ops.stack(penalties)) if penalties else 0.0
-        data = 0.0 if data_loss is None else ops.cast(data_loss, "float32")
+        penalties = [_float32(p, unscale) for p in penalties]
+        data = ops.zeros(()) if data_loss is None else data_loss
+        # A sum of scalars, not `ops.sum(ops.stack(...))`: stacking converts
+        # each term again, which costs more than the additions.
+        penalty = sum(penalties[1:], penalties[0]) if penalties else 0.0
         parts = [
             ops.ones(()),
-            ops.convert_to_tensor(data * unscale, "float32"),
+            _float32(data, unscale),
             ops.convert_to_tensor(penalty, "float32"),
         ]
+        step = ops.stack(parts)
         if self.per_layer:
-            parts.append(self._per_layer(penalties))
-        step = ops.concatenate([ops.reshape(p, (-1,)) for p in parts])
-        self.totals.assign_add(step * batch_size)
+            step = ops.concatenate([step, self._per_layer(penalties)])
+        self.totals.assign_add(step * _batch_size(x, y_pred))
 
     def _per_layer(self, penalties):
         num_other = len(penalties) - self.num_regularized
@@ -302,7 +305,7 @@ class _PenaltyParts(keras.metrics.Metric):
             buckets[index].append(term)
         return ops.stack(
             [
-                ops.sum(ops.stack(terms)) if terms else ops.zeros(())
+                sum(terms[1:], terms[0]) if terms else ops.zeros(())
                 for terms in buckets
             ]
         )
@@ -316,7 +319,8 @@ class _PenaltyParts(keras.metrics.Metric):
         self.totals.assign(ops.zeros(self.totals.shape, "float32"))
 
     def result(self):
-        means = self.totals[1:] / self.totals[0]
+        totals = self.totals.value  # the backend tensor: indexed natively
+        means = totals[1:] / totals[0]
         return {key: means[i] for i, key in enumerate(self.keys)}
 
 
@@ -335,9 +339,22 @@ def _layer_groups(model, weights):
 def _batch_size(x, y_pred):
     # Keras weighs each step's loss by the leading dimension of the first
     # input (of the prediction when a custom step passes no input).
-    flat = [t for t in keras.tree.flatten(x) if t is not None]
-    flat = flat or keras.tree.flatten(y_pred)
-    return ops.cast(ops.shape(flat[0])[0], "float32")
+    if hasattr(x, "shape"):  # one input tensor: no structure to flatten
+        first = x
+    else:
+        flat = [t for t in keras.tree.flatten(x) if t is not None]
+        first = (flat or keras.tree.flatten(y_pred))[0]
+    size = ops.shape(first)[0]
+    if isinstance(size, int):  # known when traced, or run eagerly
+        return float(size)
+    return ops.cast(size, "float32")
+
+
+def _float32(value, unscale):
+    """`value` in float32, times `unscale` (skipping the ops not needed)."""
+    if keras.backend.standardize_dtype(value.dtype) != "float32":
+        value = ops.cast(value, "float32")
+    return value if unscale == 1.0 else value * unscale
 
 
 def _replicas_in_sync():
