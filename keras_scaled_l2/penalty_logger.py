@@ -295,7 +295,7 @@ class _PenaltyParts(keras.metrics.Metric):
                 f"regularized weight ({self.num_regularized}) but got "
                 f"{len(penalties)}; per-layer penalties are unavailable."
             )
-        buckets: list[list[object]] = [
+        buckets: list[list[Any]] = [
             [] for _ in range(len(self.layer_names) + 1)
         ]
         buckets[-1] = penalties[:num_other]
