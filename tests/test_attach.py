@@ -92,7 +92,7 @@ def test_attach_to_a_pretrained_nested_model():
         before, keras.ops.convert_to_numpy(model([X, TOKENS]))
     )
     assert len(model.losses) == len(EXPECTED_KERNELS)
-    total = float(keras.ops.sum(model.losses))
+    total = float(keras.ops.convert_to_numpy(keras.ops.sum(model.losses)))
     assert total == pytest.approx(_reference_total(model, 0.01), rel=1e-5)
     # Biases and normalization parameters are left alone.
     regularized = {w.path for w in model.weights if w.regularizer is not None}
@@ -139,7 +139,7 @@ def test_attached_penalties_survive_save_and_reload(tmp_path):
     )
     assert reloaded["count"] == len(EXPECTED_KERNELS)
     assert reloaded["penalty"] == pytest.approx(
-        float(keras.ops.sum(model.losses)), rel=1e-6
+        float(keras.ops.convert_to_numpy(keras.ops.sum(model.losses))), rel=1e-6
     )
     np.testing.assert_allclose(
         reloaded["predictions"],
@@ -153,7 +153,7 @@ def test_a_compiled_model_trains_with_the_new_penalty():
     model = _pretrained()  # compiled and trained: step functions traced
     logs = model.evaluate([X, TOKENS], np.ones((16, 1)), verbose=0)
     attach_regularizer(model, ScaledL2(0.5))
-    penalty = float(keras.ops.sum(model.losses))
+    penalty = float(keras.ops.convert_to_numpy(keras.ops.sum(model.losses)))
     with_penalty = model.evaluate([X, TOKENS], np.ones((16, 1)), verbose=0)
     assert with_penalty == pytest.approx(logs + penalty, rel=1e-5)
 
@@ -245,7 +245,7 @@ def test_keras_regularizers_and_names_attach_too():
     attach_regularizer(model, "l2", include=["head"])
     kernel = keras.ops.convert_to_numpy(model.get_layer("head").kernel)
     (penalty,) = model.losses
-    assert float(penalty) == pytest.approx(
+    assert float(keras.ops.convert_to_numpy(penalty)) == pytest.approx(
         0.01 * np.sum(kernel.astype("float64") ** 2), rel=1e-5
     )
 
@@ -288,8 +288,33 @@ def _attention_reference(model, l2, scale):
     ]
 
 
-def test_attention_gets_each_projections_fans_and_reloads(tmp_path):
-    paths, wants = [], []
+RELOAD_PENALTIES = textwrap.dedent(
+    """
+    import json, sys
+    import keras
+    import keras_scaled_l2
+    def penalties(path):
+        model = keras.models.load_model(path)
+        # As the model computes them: the weight penalties close
+        # model.losses, in trainable_weights order.
+        weights = [w for w in model.trainable_weights if w.regularizer]
+        losses = model.losses[len(model.losses) - len(weights):]
+        return {w.path: float(p) for w, p in zip(weights, losses)}
+
+    print(json.dumps([penalties(path) for path in sys.argv[1:]]))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def attention_reloaded(tmp_path_factory):
+    """Attention models with penalties attached, each saved, and the
+    penalties a fresh process reloads from all of them (plain
+    keras.models.load_model, one process for all): per scale, and the
+    kernel count of `normalize_depth`. Maps a name to (model, attached,
+    reloaded penalties by weight path)."""
+    folder = tmp_path_factory.mktemp("attention")
+    built = {}
     for scale in ("balanced", "fan_in", "size"):
         model = _attention_model()
         with warnings.catch_warnings():
@@ -297,18 +322,36 @@ def test_attention_gets_each_projections_fans_and_reloads(tmp_path):
             attached = attach_regularizer(
                 model, ScaledL2(0.01, scale=scale), include=["attention"]
             )
-        assert len(attached) == 4
-        want = _attention_reference(model, 0.01, scale)
-        np.testing.assert_allclose(
-            [float(p) for p in model.losses], want, rtol=1e-5
-        )
-        paths.append(str(tmp_path / f"{scale}.keras"))
+        built[scale] = model, attached
+    model = _attention_model()
+    attached = attach_regularizer(
+        model, ScaledL2(0.01, scale="none"), normalize_depth=True
+    )
+    built["normalize_depth"] = model, attached
+    paths = []
+    for name, (model, _) in built.items():
+        paths.append(str(folder / f"{name}.keras"))
         model.save(paths[-1])
-        wants.append(want)
-    # Plain keras.models.load_model, in one fresh process for all three.
     reloaded = run_json(["-c", RELOAD_PENALTIES, *paths])
-    for got, want in zip(reloaded, wants, strict=True):
-        np.testing.assert_allclose(list(got.values()), want, rtol=1e-5)
+    return {
+        name: (model, attached, penalties)
+        for (name, (model, attached)), penalties in zip(
+            built.items(), reloaded, strict=True
+        )
+    }
+
+
+@pytest.mark.parametrize("scale", ["balanced", "fan_in", "size"])
+def test_attention_gets_each_projections_fans_and_reloads(
+    attention_reloaded, scale
+):
+    model, attached, reloaded = attention_reloaded[scale]
+    assert len(attached) == 4
+    want = _attention_reference(model, 0.01, scale)
+    np.testing.assert_allclose(
+        [float(p) for p in model.losses], want, rtol=1e-5
+    )
+    np.testing.assert_allclose(list(reloaded.values()), want, rtol=1e-5)
 
 
 def _attention_given(regularizer):
@@ -395,29 +438,8 @@ def test_attention_with_axes_or_per_projection_penalties_is_skipped():
         attach_regularizer(model, fixed_axes, include=["attention"])
 
 
-RELOAD_PENALTIES = textwrap.dedent(
-    """
-    import json, sys
-    import keras
-    import keras_scaled_l2
-    def penalties(path):
-        model = keras.models.load_model(path)
-        # As the model computes them: the weight penalties close
-        # model.losses, in trainable_weights order.
-        weights = [w for w in model.trainable_weights if w.regularizer]
-        losses = model.losses[len(model.losses) - len(weights):]
-        return {w.path: float(p) for w, p in zip(weights, losses)}
-
-    print(json.dumps([penalties(path) for path in sys.argv[1:]]))
-    """
-)
-
-
-def test_normalize_depth_divides_by_the_kernels_penalised(tmp_path):
-    model = _attention_model()
-    attached = attach_regularizer(
-        model, ScaledL2(0.01, scale="none"), normalize_depth=True
-    )
+def test_normalize_depth_divides_by_the_kernels_penalised(attention_reloaded):
+    model, attached, reloaded = attention_reloaded["normalize_depth"]
     assert len(attached) == 5  # query, key, value, output, head
     kernels = [w for w in model.trainable_weights if w.path in attached]
     want = sum(
@@ -426,9 +448,6 @@ def test_normalize_depth_divides_by_the_kernels_penalised(tmp_path):
     ) / len(attached)
     assert float(keras.ops.sum(model.losses)) == pytest.approx(want, rel=1e-5)
     assert {w.regularizer.num_kernels for w in kernels} == {5}
-    path = tmp_path / "normalized.keras"
-    model.save(path)
-    (reloaded,) = run_json(["-c", RELOAD_PENALTIES, str(path)])
     assert sorted(reloaded) == sorted(attached)
     for weight in kernels:
         assert reloaded[weight.path] == pytest.approx(

@@ -1,3 +1,4 @@
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from keras_scaled_l2 import (
     attach_regularizer,
     penalty_report,
 )
+from keras_scaled_l2.cli import main
 
 
 def _model():
@@ -186,23 +188,52 @@ def test_inspect_prints_penalties_that_sum_to_the_model_losses(tmp_path):
     assert_no_native_log_lines(result)
 
 
-@pytest.mark.run_once
+def _inspect_in_process(capsys, *arguments):
+    """`inspect` run by the command line's own `main`, in this process."""
+    try:
+        status = main(["inspect", *arguments])
+    except SystemExit as exited:
+        status = exited.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
 @pytest.mark.parametrize("extension", [".keras", ".h5", ".txt"])
-def test_inspect_rejects_files_that_are_not_models(tmp_path, extension):
+def test_inspect_rejects_files_that_are_not_models(capsys, tmp_path, extension):
     path = tmp_path / f"notes{extension}"
     path.write_text("not a model")
-    result = _inspect(str(path))
-    assert result.returncode == 2
-    assert "keras-scaled-l2 inspect: error: not a Keras model file" in (
-        result.stderr
+    status, _, err = _inspect_in_process(capsys, str(path))
+    assert status == 2
+    assert "keras-scaled-l2 inspect: error: not a Keras model file" in err
+
+
+def test_inspect_missing_file(capsys, tmp_path):
+    status, _, err = _inspect_in_process(capsys, str(tmp_path / "absent.keras"))
+    assert status == 2
+    assert "error: no such file:" in err
+
+
+def test_inspect_says_when_safe_mode_refused_a_file(capsys, tmp_path):
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Lambda(lambda x: x * 2),
+            keras.layers.Dense(2, kernel_regularizer=ScaledL2(0.1)),
+        ]
     )
-
-
-@pytest.mark.run_once
-def test_inspect_missing_file(tmp_path):
-    result = _inspect(str(tmp_path / "absent.keras"))
-    assert result.returncode == 2
-    assert "error: no such file:" in result.stderr
+    path = str(tmp_path / "with_lambda.keras")
+    model.save(path)
+    status, out, err = _inspect_in_process(capsys, path)
+    assert status == 2
+    assert "Keras's safe mode refused to load" in err
+    assert "--no-safe-mode" in err
+    assert out == ""
+    status, out, err = _inspect_in_process(capsys, path, "--no-safe-mode")
+    assert status == 0, err
+    total = next(line for line in out.splitlines() if "total penalty:" in line)
+    assert float(total.split(":")[1]) == pytest.approx(
+        float(keras.ops.convert_to_numpy(model.losses[0])), rel=1e-6
+    )
 
 
 CUSTOM_LAYER = textwrap.dedent(
@@ -217,23 +248,26 @@ CUSTOM_LAYER = textwrap.dedent(
 )
 
 
+# Run once: what it tests is the loader's reading of the saved config (an
+# unregistered class, then `--import`), which no backend enters.
+@pytest.mark.run_once
 def test_inspect_custom_objects_and_the_import_option(tmp_path):
     (tmp_path / "shop_layers.py").write_text(CUSTOM_LAYER)
-    build = textwrap.dedent(
-        f"""
-        import sys
-        sys.path.insert(0, {str(tmp_path)!r})
-        import keras, shop_layers
-        from keras_scaled_l2 import ScaledL2
-        model = keras.Sequential([
-            keras.Input((4,)), shop_layers.Doubling(),
-            keras.layers.Dense(2, kernel_regularizer=ScaledL2(0.1)),
-        ])
-        model.save({str(tmp_path / "custom.keras")!r})
-        """
+    spec = importlib.util.spec_from_file_location(
+        "shop_layers", tmp_path / "shop_layers.py"
     )
-    subprocess.run([sys.executable, "-c", build], check=True, timeout=300)
+    shop_layers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shop_layers)  # registers `shop>Doubling` here
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            shop_layers.Doubling(),
+            keras.layers.Dense(2, kernel_regularizer=ScaledL2(0.1)),
+        ]
+    )
     path = str(tmp_path / "custom.keras")
+    model.save(path)
+    # A fresh process has not registered it: as a user's shell.
     refused = _inspect(path)
     assert refused.returncode == 2
     assert "uses custom objects (Doubling)" in refused.stderr

@@ -91,6 +91,14 @@ def _model():
     return model
 
 
+SAVED_BY_0_1_0 = pathlib.Path(__file__).parent / "data"
+OLD_FILES = [
+    str(SAVED_BY_0_1_0 / f"saved_by_0.1.0{s}") for s in (".keras", ".h5")
+]
+
+# One fresh process reloads every file of this module: the two saved here
+# (predictions, penalties, regularizer classes) and the two saved by 0.1.0
+# (penalties by weight path).
 RELOAD_IN_FRESH_PROCESS = textwrap.dedent(
     """
     import json, sys
@@ -98,74 +106,80 @@ RELOAD_IN_FRESH_PROCESS = textwrap.dedent(
     import numpy as np
     import keras_scaled_l2
 
-    model = keras.models.load_model(sys.argv[1])
-    x = np.load(sys.argv[2])
-    regularizers = [
-        type(w.regularizer).__module__ + "." + type(w.regularizer).__name__
-        for w in model.trainable_weights if w.regularizer is not None
-    ]
-    print(json.dumps({
-        "predictions": keras.ops.convert_to_numpy(model(x)).tolist(),
-        "penalties": [float(p) for p in model.losses],
-        "regularizers": regularizers,
-    }))
+    x = np.load(sys.argv[1])
+    new_files, old_files = sys.argv[2:4], sys.argv[4:]
+    reloaded = {}
+    for path in new_files:
+        model = keras.models.load_model(path)
+        reloaded[path] = {
+            "predictions": keras.ops.convert_to_numpy(model(x)).tolist(),
+            "penalties": [float(p) for p in model.losses],
+            "regularizers": [
+                type(w.regularizer).__module__ + "."
+                + type(w.regularizer).__name__
+                for w in model.trainable_weights if w.regularizer is not None
+            ],
+        }
+    for path in old_files:
+        reloaded[path] = {
+            w.path: float(w.regularizer(w))
+            for w in keras.models.load_model(path).weights
+            if w.regularizer is not None
+        }
+    print(json.dumps(reloaded))
     """
 )
 
 
-@pytest.mark.parametrize("extension", [".keras", ".h5"])
-def test_saved_model_reloads_in_a_fresh_process(tmp_path, extension):
+@pytest.fixture(scope="module")
+def saved_and_reloaded(tmp_path_factory):
+    """The model saved here as .keras and .h5, the input, and every file of
+    this module as a fresh process reloads it."""
+    folder = tmp_path_factory.mktemp("saved")
     model = _model()
     x = np.random.default_rng(1).normal(size=(5, 4, 16)).astype("float32")
-    path = tmp_path / f"model{extension}"
-    model.save(path)
-    np.save(tmp_path / "x.npy", x)
-
+    np.save(folder / "x.npy", x)
+    paths = {}
+    for extension in (".keras", ".h5"):
+        paths[extension] = str(folder / f"model{extension}")
+        model.save(paths[extension])
     reloaded = run_json(
-        ["-c", RELOAD_IN_FRESH_PROCESS, str(path), str(tmp_path / "x.npy")]
+        [
+            "-c",
+            RELOAD_IN_FRESH_PROCESS,
+            str(folder / "x.npy"),
+            paths[".keras"],
+            paths[".h5"],
+            *OLD_FILES,
+        ]
     )
+    return model, x, paths, reloaded
 
+
+@pytest.mark.parametrize("extension", [".keras", ".h5"])
+def test_saved_model_reloads_in_a_fresh_process(saved_and_reloaded, extension):
+    model, x, paths, reloaded = saved_and_reloaded
+    got = reloaded[paths[extension]]
     np.testing.assert_allclose(
-        reloaded["predictions"],
+        got["predictions"],
         keras.ops.convert_to_numpy(model(x)),
         rtol=1e-6,
         atol=1e-7,
     )
     np.testing.assert_allclose(
-        reloaded["penalties"], [float(p) for p in model.losses], rtol=1e-6
+        got["penalties"], [float(p) for p in model.losses], rtol=1e-6
     )
-    assert reloaded["regularizers"] == REGULARIZER_CLASSES
+    assert got["regularizers"] == REGULARIZER_CLASSES
 
 
-SAVED_BY_0_1_0 = pathlib.Path(__file__).parent / "data"
-PENALTIES_BY_PATH = textwrap.dedent(
-    """
-    import json, sys
-    import keras
-    import keras_scaled_l2
-    print(json.dumps({
-        path: {
-            w.path: float(w.regularizer(w))
-            for w in keras.models.load_model(path).weights
-            if w.regularizer is not None
-        }
-        for path in sys.argv[1:]
-    }))
-    """
-)
-
-
-def test_models_saved_by_0_1_0_reload_with_their_penalties():
+def test_models_saved_by_0_1_0_reload_with_their_penalties(saved_and_reloaded):
     # Saved by version 0.1.0 with Keras 3.10 (the lowest declared), before
     # `num_kernels` existed; that version recorded the penalties it saved.
     recorded = json.loads((SAVED_BY_0_1_0 / "saved_by_0.1.0.json").read_text())[
         "penalties"
     ]
-    paths = [
-        str(SAVED_BY_0_1_0 / f"saved_by_0.1.0{s}") for s in (".keras", ".h5")
-    ]
-    reloaded = run_json(["-c", PENALTIES_BY_PATH, *paths])
-    for path in paths:
+    reloaded = saved_and_reloaded[3]
+    for path in OLD_FILES:
         assert sorted(reloaded[path]) == sorted(recorded)
         for name, penalty in recorded.items():
             # Recomputed from the same float32 weights: equal up to the
