@@ -73,6 +73,13 @@ def _keras_optimizer(name, decay):
     return keras.optimizers.SGD(rate, momentum=training.SGD_MOMENTUM)
 
 
+on_the_study_backend = pytest.mark.skipif(
+    keras.backend.backend() != "jax",
+    reason="the study's training is tested on JAX, the backend it runs on",
+)
+
+
+@on_the_study_backend
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "adamw"])
 def test_members_train_as_if_alone(optimizer):
     rng = np.random.default_rng(0)
@@ -131,12 +138,6 @@ def _member_variables(model, index):
 
 # The study trains on JAX (its results file names the backend): its
 # MNIST-1D training is tested there, and not again in every backend leg.
-on_the_study_backend = pytest.mark.skipif(
-    keras.backend.backend() != "jax",
-    reason="the study's MNIST-1D training is tested on JAX, its backend",
-)
-
-
 @on_the_study_backend
 @pytest.mark.parametrize(
     ("family", "optimizer"),
@@ -597,6 +598,7 @@ def test_complete_seeds_are_those_of_every_configuration():
     configs = {"depth": [{"depth": 1}, {"depth": 2}]}
     assert curves.complete_seeds(records, configs) == [0]
     assert curves.complete_seeds(records[:2], configs) == []
+    assert curves.complete_seeds(records, {"depth": []}) == []
 
 
 def _run(output, *extra):

@@ -76,8 +76,11 @@ def _on_lattice(record):
 
 
 def complete_seeds(records, configs_by_axis):
-    """The seeds every configuration of a setup has been trained with."""
+    """The seeds every configuration of a setup has been trained with
+    (none, for no configuration)."""
     configs = [c for configs in configs_by_axis.values() for c in configs]
+    if not configs:
+        return []
     found = None
     for config in configs:
         seeds = {

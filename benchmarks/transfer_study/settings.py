@@ -66,6 +66,7 @@ class Settings:
     signal: float  # of the synthetic data
     half_decades: int  # grid points on each side of a variant's center
     center: dict  # per penalty kind (l2, decay) and architecture; see grid.py
+    optimizers: tuple = OPTIMIZERS  # the setups trained: those of these
 
     def shapes_of(self, setup):
         return Shapes(**self.shapes[setup.architecture])
@@ -180,6 +181,9 @@ QUICK = Settings(
             "transformer/mnist1d": 1.0,
         },
     },
+    # Adam for a coupled penalty, AdamW for decay: SGD's runs would only
+    # repeat Adam's code with another optimizer.
+    optimizers=("adam", "adamw"),
 )
 
 
@@ -288,6 +292,8 @@ def configurations(settings):
     """Every group of the study less its seed, as `Group` fields."""
     result = []
     for setup in SETUPS:
+        if setup.optimizer not in settings.optimizers:
+            continue
         shapes = settings.shapes_of(setup)
         width, depth = shapes.reference
         sizes = [(w, depth) for w in shapes.widths]
