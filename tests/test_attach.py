@@ -92,7 +92,7 @@ def test_attach_to_a_pretrained_nested_model():
         before, keras.ops.convert_to_numpy(model([X, TOKENS]))
     )
     assert len(model.losses) == len(EXPECTED_KERNELS)
-    total = float(keras.ops.convert_to_numpy(keras.ops.sum(model.losses)))
+    total = float(keras.ops.sum(model.losses))
     assert total == pytest.approx(_reference_total(model, 0.01), rel=1e-5)
     # Biases and normalization parameters are left alone.
     regularized = {w.path for w in model.weights if w.regularizer is not None}
@@ -139,7 +139,7 @@ def test_attached_penalties_survive_save_and_reload(tmp_path):
     )
     assert reloaded["count"] == len(EXPECTED_KERNELS)
     assert reloaded["penalty"] == pytest.approx(
-        float(keras.ops.convert_to_numpy(keras.ops.sum(model.losses))), rel=1e-6
+        float(keras.ops.sum(model.losses)), rel=1e-6
     )
     np.testing.assert_allclose(
         reloaded["predictions"],
@@ -153,7 +153,7 @@ def test_a_compiled_model_trains_with_the_new_penalty():
     model = _pretrained()  # compiled and trained: step functions traced
     logs = model.evaluate([X, TOKENS], np.ones((16, 1)), verbose=0)
     attach_regularizer(model, ScaledL2(0.5))
-    penalty = float(keras.ops.convert_to_numpy(keras.ops.sum(model.losses)))
+    penalty = float(keras.ops.sum(model.losses))
     with_penalty = model.evaluate([X, TOKENS], np.ones((16, 1)), verbose=0)
     assert with_penalty == pytest.approx(logs + penalty, rel=1e-5)
 
@@ -245,7 +245,7 @@ def test_keras_regularizers_and_names_attach_too():
     attach_regularizer(model, "l2", include=["head"])
     kernel = keras.ops.convert_to_numpy(model.get_layer("head").kernel)
     (penalty,) = model.losses
-    assert float(keras.ops.convert_to_numpy(penalty)) == pytest.approx(
+    assert float(penalty) == pytest.approx(
         0.01 * np.sum(kernel.astype("float64") ** 2), rel=1e-5
     )
 

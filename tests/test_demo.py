@@ -4,10 +4,10 @@ import sys
 import keras
 import numpy as np
 import pytest
+from command_line import run_in_process
 from quiet import as_a_user_runs_it, assert_no_native_log_lines
 
 from keras_scaled_l2 import ScaledL2
-from keras_scaled_l2.cli import main
 from keras_scaled_l2.datasets import make_low_signal_tabular, rank_correlation
 from keras_scaled_l2.demo import build_mlp
 
@@ -59,17 +59,9 @@ def test_demo_shows_the_collapse_of_plain_l2_and_not_of_scaled_l2():
     assert_no_native_log_lines(result)
 
 
-def _parse_in_process(capsys, *arguments):
-    """Runs the command line's parser here: exit status, stdout, stderr."""
-    with pytest.raises(SystemExit) as exited:
-        main(list(arguments))
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
-
-
 @pytest.mark.run_once
 def test_demo_help_documents_the_options(capsys):
-    status, out, _ = _parse_in_process(capsys, "demo", "--help")
+    status, out, _ = run_in_process(capsys, "demo", "--help")
     assert status == 0
     for option in ("--epochs", "--train-rows", "--seed", "--batch-size"):
         assert option in out
@@ -78,7 +70,7 @@ def test_demo_help_documents_the_options(capsys):
 @pytest.mark.run_once
 @pytest.mark.parametrize("value", ["0", "-3", "many"])
 def test_demo_rejects_bad_epochs(capsys, value):
-    status, _, err = _parse_in_process(capsys, "demo", "--epochs", value)
+    status, _, err = run_in_process(capsys, "demo", "--epochs", value)
     assert status == 2
     assert f"expected a positive integer, received {value!r}" in err
 

@@ -6,6 +6,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from command_line import run_in_process
 from quiet import as_a_user_runs_it, assert_no_native_log_lines
 from reference import reference_penalty
 
@@ -16,7 +17,6 @@ from keras_scaled_l2 import (
     attach_regularizer,
     penalty_report,
 )
-from keras_scaled_l2.cli import main
 
 
 def _model():
@@ -188,27 +188,19 @@ def test_inspect_prints_penalties_that_sum_to_the_model_losses(tmp_path):
     assert_no_native_log_lines(result)
 
 
-def _inspect_in_process(capsys, *arguments):
-    """`inspect` run by the command line's own `main`, in this process."""
-    try:
-        status = main(["inspect", *arguments])
-    except SystemExit as exited:
-        status = exited.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 @pytest.mark.parametrize("extension", [".keras", ".h5", ".txt"])
 def test_inspect_rejects_files_that_are_not_models(capsys, tmp_path, extension):
     path = tmp_path / f"notes{extension}"
     path.write_text("not a model")
-    status, _, err = _inspect_in_process(capsys, str(path))
+    status, _, err = run_in_process(capsys, "inspect", str(path))
     assert status == 2
     assert "keras-scaled-l2 inspect: error: not a Keras model file" in err
 
 
 def test_inspect_missing_file(capsys, tmp_path):
-    status, _, err = _inspect_in_process(capsys, str(tmp_path / "absent.keras"))
+    status, _, err = run_in_process(
+        capsys, "inspect", str(tmp_path / "absent.keras")
+    )
     assert status == 2
     assert "error: no such file:" in err
 
@@ -223,12 +215,12 @@ def test_inspect_says_when_safe_mode_refused_a_file(capsys, tmp_path):
     )
     path = str(tmp_path / "with_lambda.keras")
     model.save(path)
-    status, out, err = _inspect_in_process(capsys, path)
+    status, out, err = run_in_process(capsys, "inspect", path)
     assert status == 2
     assert "Keras's safe mode refused to load" in err
     assert "--no-safe-mode" in err
     assert out == ""
-    status, out, err = _inspect_in_process(capsys, path, "--no-safe-mode")
+    status, out, err = run_in_process(capsys, "inspect", path, "--no-safe-mode")
     assert status == 0, err
     total = next(line for line in out.splitlines() if "total penalty:" in line)
     assert float(total.split(":")[1]) == pytest.approx(

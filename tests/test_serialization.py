@@ -178,7 +178,7 @@ def test_models_saved_by_0_1_0_reload_with_their_penalties(saved_and_reloaded):
     recorded = json.loads((SAVED_BY_0_1_0 / "saved_by_0.1.0.json").read_text())[
         "penalties"
     ]
-    reloaded = saved_and_reloaded[3]
+    *_, reloaded = saved_and_reloaded
     for path in OLD_FILES:
         assert sorted(reloaded[path]) == sorted(recorded)
         for name, penalty in recorded.items():

@@ -66,7 +66,7 @@ class Settings:
     signal: float  # of the synthetic data
     half_decades: int  # grid points on each side of a variant's center
     center: dict  # per penalty kind (l2, decay) and architecture; see grid.py
-    optimizers: tuple = OPTIMIZERS  # the setups trained: those of these
+    optimizers: tuple = OPTIMIZERS  # only the setups of these are trained
 
     def shapes_of(self, setup):
         return Shapes(**self.shapes[setup.architecture])
