@@ -26,8 +26,12 @@
   whose locals name the layer (`self`) and the weight (`variable`);
 - `KerasSaveable` / `SAVEABLE_KIND`: what Keras's `.keras` saving
   walks into (any attribute of a layer that is one), calling its
-  `save_assets(folder)`; its `_obj_type()` must be one of Keras's kinds,
-  and a `"Loss"` has no state Keras would look for;
+  `save_own_variables(store)` / `save_assets(folder)` and, on loading,
+  `load_own_variables(store)` on the object the same attribute holds;
+  its `_obj_type()` must be one of Keras's kinds, and a `"Loss"` has no
+  state Keras would look for;
+- `saving_h5`: Keras's `.h5` saving writes the model's config under a
+  global `use_legacy_config` option;
 - `untracked_attribute`: an entry in a layer's `__dict__` escapes Keras's
   attribute tracking.
 
@@ -268,4 +272,11 @@ def regularized_weight(regularizer):
 
 
 SAVEABLE_KIND = "Loss"
-"""The `_obj_type()` of a saveable that only writes assets."""
+"""The `_obj_type()` of a saveable that writes only its own state."""
+
+
+def saving_h5():
+    """Whether a config is being written for (or read from) a `.h5` file."""
+    from keras.src.backend.common import global_state
+
+    return bool(global_state.get_global_attribute("use_legacy_config", False))

@@ -5,13 +5,18 @@
 `keras_scaled_l2_penalties.json`: one entry per regularized kernel, with
 the name of the layer holding it, the weight's name, the layer's class, the
 kernel's shape, its position among the model's kernels and the serialized
-regularizer. This module writes that file, reads it back and matches its
-entries to the kernels of a loaded model.
+regularizer. The starting weights of penalties toward them (`anchor`),
+which a config does not hold, go beside it in
+`keras_scaled_l2_anchors.npz`, keyed by position: only those of penalties
+that `keras.models.load_model` does not restore, since Keras saves the
+others with the layers' weights. This module writes those files, reads
+them back and matches their entries to the kernels of a loaded model.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import weakref
@@ -19,6 +24,7 @@ import zipfile
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_scaled_l2 import _keras_internals
 from keras_scaled_l2._layer_names import weight_owners
@@ -29,8 +35,17 @@ from keras_scaled_l2.kernels import model_kernels
 RECORD_FILE = "keras_scaled_l2_penalties.json"
 """The name of the record among a `.keras` file's assets."""
 
-RECORD_FORMAT = 1
-"""The version of the record's layout; a reader refuses any other."""
+ANCHORS_FILE = "keras_scaled_l2_anchors.npz"
+"""The starting weights the record restores, beside it."""
+
+RECORD_FORMAT = 2
+"""The version of the record's layout: 2 with starting weights beside it.
+
+A reader refuses any but 1 (0.1.0, no starting weights) and 2, so that an
+older version of the package that cannot restore starting weights says
+so rather than dropping them.
+"""
+_READ_FORMATS = (1, 2)
 
 _RECORD_ATTRIBUTE = "_keras_scaled_l2_penalties"
 
@@ -62,19 +77,34 @@ def has_record(layer: keras.layers.Layer) -> bool:
 
 
 def read_records(filepath: str | os.PathLike) -> list[dict[str, Any]]:
-    """Returns the records a saved model holds (`[]` for none, or `.h5`)."""
+    """Returns the records a saved model holds (`[]` for none, or `.h5`).
+
+    Each with its starting weights under `"anchors"` (`{}` for none).
+    """
     path = os.fspath(filepath)
     if os.path.isdir(path):  # saved with `zipped=False`
         return [
-            _read_json(os.path.join(folder, RECORD_FILE))
+            _with_anchors(
+                _read_json(os.path.join(folder, RECORD_FILE)),
+                os.path.join(folder, ANCHORS_FILE)
+                if ANCHORS_FILE in files
+                else None,
+            )
             for folder, _, files in sorted(os.walk(path))
             if RECORD_FILE in files
         ]
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
             return [
-                json.loads(archive.read(name))
-                for name in archive.namelist()
+                _with_anchors(
+                    json.loads(archive.read(name)),
+                    io.BytesIO(archive.read(anchors))
+                    if (anchors := name[: -len(RECORD_FILE)] + ANCHORS_FILE)
+                    in names
+                    else None,
+                )
+                for name in sorted(names)
                 if name.endswith("/" + RECORD_FILE)
             ]
     if not path.endswith((".h5", ".hdf5")):
@@ -98,19 +128,34 @@ def restore_record(
     Raises:
         PenaltyRecordError: if the record does not fit `model`.
     """
-    if record.get("format") != RECORD_FORMAT:
+    if record.get("format") not in _READ_FORMATS:
         raise PenaltyRecordError(
             f"The penalty record in this file has format "
             f"{record.get('format')!r}; this version of keras-scaled-l2 "
-            f"reads format {RECORD_FORMAT}. Upgrade keras-scaled-l2."
+            f"reads formats {_READ_FORMATS}. Upgrade keras-scaled-l2."
         )
     root = _recorded_root(model, record["model"])
+    anchors = record.get("anchors", {})
     for entry, kernel in _matched(root, record["penalties"]):
         regularizer = keras.saving.deserialize_keras_object(
             entry["regularizer"],
             custom_objects=custom_objects,
             safe_mode=safe_mode,
         )
+        if getattr(regularizer, "anchored", False):
+            key = str(entry["position"])
+            if key in anchors:
+                regularizer.load_own_variables({"anchor": anchors[key]})
+            elif _restored_by_keras(kernel.weight.regularizer, regularizer):
+                continue  # Keras loaded its starting weights already
+            else:
+                raise PenaltyRecordError(
+                    f"The saved penalty of kernel '{entry['layer']}/"
+                    f"{entry['weight']}' pulls toward starting weights that "
+                    "the file does not hold. Attach the penalties again "
+                    "with attach_regularizer(..., anchor=True) on the "
+                    "pretrained weights."
+                )
         if kernel.attribute is not None:
             setattr(kernel.layer, kernel.attribute, regularizer)
         kernel.weight.regularizer = regularizer
@@ -135,8 +180,11 @@ class _PenaltyRecord(_keras_internals.KerasSaveable):
         model = self._model()
         if model is None:
             return
+        record, anchors = _record_of(model)
         with open(os.path.join(dir_path, RECORD_FILE), "w") as file:
-            json.dump(_record_of(model), file)
+            json.dump(record, file)
+        if anchors:
+            np.savez(os.path.join(dir_path, ANCHORS_FILE), **anchors)
 
     def load_assets(self, dir_path):
         """Nothing: `load_model` reads the record from the file itself."""
@@ -155,7 +203,22 @@ def _gone():
 
 
 def _record_of(model):
+    """The record of `model`'s penalties, and the starting weights it holds.
+
+    Those of the penalties that `keras.models.load_model` does not restore.
+    """
+    # Imported here: `_restorers` asks this module which layers keep a record.
+    from keras_scaled_l2._restorers import KERAS, penalty_restorers
+
     owners = weight_owners(model)
+    kernels = list(model_kernels(model))
+    restorers = penalty_restorers(model)
+    anchors = {
+        str(position): kernel.weight.regularizer.anchor_values()
+        for position, kernel in enumerate(kernels)
+        if getattr(kernel.weight.regularizer, "anchored", False)
+        and restorers.get(id(kernel.weight)) != KERAS
+    }
     penalties = [
         {
             "layer": owners.get(id(kernel.weight), kernel.weight.path),
@@ -167,19 +230,39 @@ def _record_of(model):
                 kernel.weight.regularizer
             ),
         }
-        for position, kernel in enumerate(model_kernels(model))
+        for position, kernel in enumerate(kernels)
         if kernel.weight.regularizer is not None
     ]
-    return {
-        "format": RECORD_FORMAT,
+    record = {
+        "format": RECORD_FORMAT if anchors else 1,
         "model": {"name": model.name, "class_name": type(model).__name__},
         "penalties": penalties,
     }
+    return record, anchors
 
 
 def _read_json(path):
     with open(path) as file:
         return json.load(file)
+
+
+def _with_anchors(record, anchors_file):
+    """`record` with the starting weights of `anchors_file` (`None`: none)."""
+    if anchors_file is None:
+        return {**record, "anchors": {}}
+    with np.load(anchors_file, allow_pickle=False) as anchors:
+        return {**record, "anchors": {key: anchors[key] for key in anchors}}
+
+
+def _restored_by_keras(current, recorded):
+    """Whether `current`, which Keras loaded, is `recorded` with its values."""
+    if not getattr(current, "anchored", False):
+        return False
+    try:
+        current.anchor_values()
+    except ValueError:  # rebuilt from its config, values not loaded
+        return False
+    return current.get_config() == recorded.get_config()
 
 
 def _recorded_root(model, described):

@@ -11,7 +11,11 @@ import keras
 from keras_scaled_l2 import _keras_internals, _restorers
 from keras_scaled_l2._layer_walk import LayerVisit, walk_layers
 from keras_scaled_l2._penalty_record import keep_record
-from keras_scaled_l2._validation import invalid_argument, validate_flag
+from keras_scaled_l2._validation import (
+    invalid_argument,
+    is_bool,
+    validate_flag,
+)
 from keras_scaled_l2._warnings import warn_at_caller
 from keras_scaled_l2.kernels import SUPPORTED_LAYERS, Kernel, layer_kernels
 from keras_scaled_l2.regularizers import ScaledRegularizer, same_penalty
@@ -33,6 +37,7 @@ def attach_regularizer(
     exclude: LayerSelector | Iterable[LayerSelector] | None = None,
     normalize_depth: bool = False,
     include_embeddings: bool = True,
+    anchor: bool | LayerSelector | Iterable[LayerSelector] = False,
 ) -> list[str]:
     """Attaches a weight penalty to every kernel of a built model.
 
@@ -54,6 +59,15 @@ def attach_regularizer(
     `include` names it); Keras's own regularizers and the `none` and
     `size` scales attach to it fully.
 
+    With `anchor`, the penalty of a kernel pulls toward its values now,
+    `w0`, rather than toward zero: `factor * s(shape) * norm(w - w0)`, the
+    L2-SP of Li, Grandvalet and Davoine (2018) for fine-tuning a pretrained
+    model. Each anchored kernel costs one more copy of itself (float32).
+    `anchor="backbone"` anchors the layers of a pretrained backbone and
+    leaves a new head with the penalty toward zero, in one call; each
+    projection of a `MultiHeadAttention` layer gets its own starting
+    weights (and is then restored by `keras_scaled_l2.load_model`).
+
     Examples:
         >>> from keras_scaled_l2 import ScaledL2
         >>> model = keras.Sequential([
@@ -66,6 +80,21 @@ def attach_regularizer(
         ['mlp/hidden/kernel', 'mlp/out/kernel']
         >>> len(model.losses)
         2
+
+        Fine-tuning: the pretrained layers pull toward their starting
+        weights, the new head toward zero.
+
+        >>> backbone = keras.Sequential(
+        ...     [keras.Input((8,)), keras.layers.Dense(16, name="hidden")],
+        ...     name="backbone",
+        ... )
+        >>> model = keras.Sequential(
+        ...     [backbone, keras.layers.Dense(3, name="head")], name="tuned"
+        ... )
+        >>> attach_regularizer(model, ScaledL2(0.01), anchor="backbone")
+        ['backbone/hidden/kernel', 'tuned/head/kernel']
+        >>> float(model.losses[0])  # the backbone has not moved yet
+        0.0
 
     Args:
         model: A built Keras model (or layer).
@@ -91,9 +120,20 @@ def attach_regularizer(
             `Embedding` layers (KerasHub's token and position embeddings
             too) get no penalty; an untied `ReversibleEmbedding`'s output
             projection, a matmul kernel, still does. Defaults to `True`.
+        anchor: `True` to pull every penalty this call attaches toward the
+            kernel's values now (its starting weights), or selectors, as
+            for `include`, of the layers whose kernels it pulls so; the
+            others' penalties pull toward zero. Needs a built model whose
+            kernels hold their starting values (load the pretrained weights
+            first), and the package's regularizers. Defaults to `False`
+            (every penalty toward zero).
 
     Returns:
         The paths of the kernels that got a penalty, in the order found.
+
+    Raises:
+        ValueError: for a bad argument; with `anchor`, also for a model
+            that is not built or a selection with no kernel to anchor.
     """
     factory = _as_factory(regularizer)
     include = _selectors(include, "include")
@@ -102,10 +142,13 @@ def attach_regularizer(
     include_embeddings = validate_flag(include_embeddings, "include_embeddings")
     if not include_embeddings:
         factory = _without_embedding_tables(factory)
+    anchor = _anchor_selectors(anchor, model)
     plan: list[_Assignment] = []
-    _walk(model, factory, include, exclude, plan)
+    _walk(model, factory, include, exclude, anchor, plan)
     if normalize_depth:
         plan = _normalized_depth(plan)
+    if anchor is not None:
+        plan = _anchored(plan, model)
     attached: list[str] = []
     for assignment in plan:
         if assignment.attention is not None:
@@ -173,6 +216,62 @@ class _Assignment(NamedTuple):
     kernels: list[Kernel]
     regularizer: keras.regularizers.Regularizer
     attention: keras.layers.MultiHeadAttention | None = None
+    anchored: bool = False  # toward the kernel's values now (one kernel)
+
+
+def _anchor_selectors(anchor, model):
+    """`None` (no anchor), `[]` (every kernel) or the selectors given."""
+    if is_bool(anchor):
+        if not anchor:
+            return None
+        selectors = []
+    else:
+        try:
+            selectors = _selectors(anchor, "anchor")
+        except ValueError:
+            raise invalid_argument(
+                "anchor", "True, False, layer classes or name patterns", anchor
+            ) from None
+    if not model.built:
+        raise ValueError(
+            f"attach_regularizer cannot anchor the penalties of "
+            f"'{model.name}' ({type(model).__name__}): it is not built, so "
+            "its kernels have no starting values yet. Build it (call it on "
+            "a batch, or model.build(input_shape)) and load its pretrained "
+            "weights first."
+        )
+    return selectors
+
+
+def _anchored(plan, model):
+    """The plan with each anchored kernel's regularizer given its values."""
+    anchored = []
+    for assignment in plan:
+        if not assignment.anchored:
+            anchored.append(assignment)
+            continue
+        (kernel,) = assignment.kernels
+        regularizer = assignment.regularizer
+        if not isinstance(regularizer, ScaledRegularizer):
+            raise invalid_argument(
+                "regularizer",
+                "ScaledL2, ScaledL1 or ScaledL1L2 with anchor (only they "
+                "pull toward starting weights)",
+                regularizer,
+            )
+        anchored.append(
+            assignment._replace(
+                regularizer=_replaced(regularizer, anchor=kernel.weight)
+            )
+        )
+    if not any(a.anchored for a in anchored):
+        raise ValueError(
+            f"attach_regularizer found no kernel of '{model.name}' to anchor "
+            "to its starting weights: `anchor` (and `include` / `exclude`) "
+            "select no layer holding one of the kinds it knows. Supported: "
+            f"{', '.join(sorted(k.__name__ for k in SUPPORTED_LAYERS))}."
+        )
+    return anchored
 
 
 def _normalized_depth(plan):
@@ -195,9 +294,10 @@ def _normalized_depth(plan):
     return normalized
 
 
-def _walk(model, factory, include, exclude, plan):
+def _walk(model, factory, include, exclude, anchor, plan):
     """Plans the penalties of every included kernel below `model`."""
     included: dict[int, bool] = {}  # id(layer): inside an included layer
+    anchored: dict[int, bool] = {}  # id(layer): inside an anchored layer
     # id(layer): a layer whose sub-layers are not walked (it is excluded,
     # or its kernels are planned here, the attention projections too).
     handled: set[int] = set()
@@ -219,17 +319,29 @@ def _walk(model, factory, include, exclude, plan):
         included[id(layer)] = inside or (
             bool(include) and _matches(layer, include)
         )
+        anchored[id(layer)] = anchor is not None and (
+            not anchor
+            or (visit.parent is not None and anchored[id(visit.parent.layer)])
+            or _matches(layer, anchor)
+        )
         if isinstance(layer, keras.layers.MultiHeadAttention):
             handled.add(id(layer))
             if included[id(layer)]:
-                _plan_attention(layer, factory, explicit, plan)
+                _plan_attention(
+                    layer, factory, explicit, anchored[id(layer)], plan
+                )
             continue
         kernels = layer_kernels(layer)
         if kernels:
             handled.add(id(layer))
             if included[id(layer)]:
                 for kernel in kernels:
-                    _plan(kernel, factory(kernel.layer, kernel.weight), plan)
+                    _plan(
+                        kernel,
+                        factory(kernel.layer, kernel.weight),
+                        anchored[id(layer)],
+                        plan,
+                    )
         elif explicit and not _keras_internals.sublayers(layer):
             raise ValueError(
                 f"attach_regularizer cannot attach a penalty to layer "
@@ -239,7 +351,7 @@ def _walk(model, factory, include, exclude, plan):
             )
 
 
-def _plan(kernel, regularizer, plan):
+def _plan(kernel, regularizer, anchored, plan):
     if regularizer is None:
         return
     if (
@@ -252,14 +364,15 @@ def _plan(kernel, regularizer, plan):
             input_axes=kernel.input_axes,
             output_axes=kernel.output_axes,
         )
-    plan.append(_Assignment([kernel], regularizer))
+    plan.append(_Assignment([kernel], regularizer, anchored=anchored))
 
 
 def _replaced(regularizer, **changes):
     """A copy of a scaled regularizer with some arguments changed."""
-    return type(regularizer).from_config(
-        {**regularizer.get_config(), **changes}
-    )
+    config = regularizer.get_config()
+    if regularizer.anchored:
+        config["anchor"] = regularizer.anchor_values()
+    return type(regularizer)(**{**config, **changes})
 
 
 def _set(kernel, regularizer, attached):
@@ -270,9 +383,15 @@ def _set(kernel, regularizer, attached):
     attached.append(kernel.weight.path)
 
 
-def _plan_attention(layer, factory, explicit, plan):
+def _plan_attention(layer, factory, explicit, anchored, plan):
     kernels = layer_kernels(layer)
     regularizers = [factory(k.layer, k.weight) for k in kernels]
+    if anchored:
+        # Starting weights differ per projection: each gets its own
+        # penalty, which the layer's config cannot save (the record does).
+        for kernel, regularizer in zip(kernels, regularizers, strict=True):
+            _plan(kernel, regularizer, True, plan)
+        return
     regularizer = regularizers[0]
     same = all(same_penalty(regularizer, r) for r in regularizers)
     if same and not _has_axes(regularizer):
@@ -305,6 +424,13 @@ def _has_axes(regularizer):
 def _as_factory(regularizer):
     if isinstance(regularizer, str):
         regularizer = keras.regularizers.get(regularizer)
+    if isinstance(regularizer, ScaledRegularizer) and regularizer.anchored:
+        raise invalid_argument(
+            "regularizer",
+            "a regularizer without starting weights (its own `anchor` fits "
+            "one kernel; `anchor=True` gives each kernel its own)",
+            regularizer,
+        )
     if isinstance(regularizer, keras.regularizers.Regularizer):
         return lambda layer, weight: regularizer
     if callable(regularizer):
@@ -321,6 +447,10 @@ def _selectors(selectors, name):
         return None
     if isinstance(selectors, (str, type)):
         selectors = [selectors]
+    if not isinstance(selectors, Iterable):
+        raise invalid_argument(
+            name, "layer classes or name patterns", selectors
+        )
     selectors = list(selectors)
     for selector in selectors:
         if not isinstance(selector, (str, type)):

@@ -6,11 +6,15 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_scaled_l2 import _keras_internals
 from keras_scaled_l2._types import FanAxes, Tensor
 from keras_scaled_l2._validation import (
+    invalid_argument,
+    shown,
+    validate_anchor,
     validate_axes_pair,
     validate_choice,
     validate_factor,
@@ -24,13 +28,24 @@ _LOW_PRECISION_DTYPES = ("float16", "bfloat16")
 _RegularizerT = TypeVar("_RegularizerT", bound="ScaledRegularizer")
 
 
-class ScaledRegularizer(keras.regularizers.Regularizer):
-    """Base class of the scaled penalties: `factor * s(shape) * norm(w)`.
+class ScaledRegularizer(
+    keras.regularizers.Regularizer, _keras_internals.KerasSaveable
+):
+    """Base class of the scaled penalties: `factor * s(shape) * norm(w - w0)`.
 
     It holds what the three public classes share: the scale, the optional
-    data-set size and fan axes, the shape multiplier `s(shape)`, float32
+    data-set size and fan axes, the shape multiplier `s(shape)`, the
+    optional starting weights `w0` (zero when there are none), float32
     accumulation for low-precision kernels and the config. A subclass only
     names its factors and computes its norm.
+
+    Starting weights (L2-SP, Li et al. 2018) pull a fine-tuned kernel
+    toward its pretrained values rather than toward zero. They cost one
+    more copy of the kernel, held in float32 (float64 for a float64
+    kernel). A config holds only their shape and dtype; their values are
+    saved with the model's weights (`.keras` files, `save_weights`), and
+    `keras.models.load_model` and `load_weights` restore them. A `.h5`
+    file cannot hold them, so saving one with them raises a `ValueError`.
 
     Args:
         scale: How the penalty is scaled from the kernel's shape, one of
@@ -46,6 +61,9 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             model that carry this penalty; divides the penalty by `K`, so the
             model's total is the factor times the mean over its kernels.
             `attach_regularizer(..., normalize_depth=True)` sets it.
+        anchor: Optional starting weights `w0` of the kernel, an array of
+            its shape: the penalty is then that of `w - w0`.
+            `attach_regularizer(..., anchor=True)` sets each kernel's own.
 
     Examples:
         >>> isinstance(ScaledL2(0.01), ScaledRegularizer)
@@ -62,6 +80,7 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
         input_axes: Sequence[int] | None = None,
         output_axes: Sequence[int] | None = None,
         num_kernels: int | None = None,
+        anchor: Any = None,
     ) -> None:
         self.scale = validate_choice(scale, "scale", tuple(SCALES))
         self.num_examples = validate_optional_positive_int(
@@ -73,6 +92,76 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
         self.num_kernels = validate_optional_positive_int(
             num_kernels, "num_kernels"
         )
+        self._anchor: keras.Variable | None = None
+        self._anchor_config: dict[str, Any] | None = None
+        anchor = validate_anchor(anchor)
+        if isinstance(anchor, dict):
+            self._anchor_config = anchor  # values come with the weights
+        elif anchor is not None:
+            self._set_anchor(anchor)
+
+    @property
+    def anchored(self) -> bool:
+        """Whether the penalty pulls toward starting weights, not zero."""
+        return self._anchor_config is not None
+
+    def anchor_values(self) -> np.ndarray | None:
+        """Returns a numpy copy of the starting weights, `None` if none.
+
+        Raises:
+            ValueError: if the regularizer was rebuilt from its config
+                alone and its starting weights were not restored.
+        """
+        if self._anchor_config is None:
+            return None
+        return np.array(ops.convert_to_numpy(self._restored_anchor().value))
+
+    def _set_anchor(self, values: np.ndarray) -> None:
+        shape = list(values.shape)
+        if self._anchor_config is not None and (
+            self._anchor_config["shape"] != shape
+            or self._anchor_config["dtype"] != str(values.dtype)
+        ):
+            raise invalid_argument(
+                "anchor",
+                f"starting weights of shape {self._anchor_config['shape']} "
+                f"and dtype {self._anchor_config['dtype']}, as its config "
+                "says",
+                shown(f"<array of shape {values.shape}, {values.dtype}>"),
+            )
+        self._anchor_config = {"shape": shape, "dtype": str(values.dtype)}
+        # A Keras variable, not a constant: traced steps read it rather
+        # than embed a copy, and it is mirrored under a distribution.
+        self._anchor = keras.Variable(
+            values, trainable=False, autocast=False, name="anchor"
+        )
+
+    def _restored_anchor(self) -> keras.Variable:
+        if self._anchor is None:
+            shape = tuple((self._anchor_config or {}).get("shape", ()))
+            raise ValueError(
+                f"{type(self).__name__} pulls toward starting weights of "
+                f"shape {shape} that were not "
+                "restored: it was rebuilt from its config alone (as "
+                "from_config and keras.models.clone_model do), and a config "
+                "holds only their shape. They are saved with the model's "
+                "weights: load the model with keras.models.load_model or "
+                "keras_scaled_l2.load_model, or its weights with "
+                "load_weights, or attach the penalty again with "
+                "attach_regularizer(..., anchor=True)."
+            )
+        return self._anchor
+
+    def _anchor_of(self, x: Tensor) -> Tensor:
+        """The starting weights of kernel `x`, in `x`'s dtype."""
+        anchor = self._restored_anchor()
+        if tuple(x.shape) != tuple(anchor.shape):
+            raise invalid_argument(
+                "anchor",
+                f"starting weights of the kernel's shape {tuple(x.shape)}",
+                shown(f"<array of shape {tuple(anchor.shape)}>"),
+            )
+        return ops.cast(anchor, x.dtype)
 
     def fan_axes(
         self,
@@ -167,6 +256,8 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
         # precision when summed in their own dtype: accumulate in float32.
         if keras.backend.standardize_dtype(x.dtype) in _LOW_PRECISION_DTYPES:
             x = ops.cast(x, "float32")
+        if self._anchor_config is not None:
+            x = ops.subtract(x, self._anchor_of(x))
         return self._scaled_norm(x, multiplier)
 
     def _scaled_norm(self, x: Tensor, multiplier: float) -> Tensor:
@@ -178,6 +269,14 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
+        if self._anchor_config is not None and _keras_internals.saving_h5():
+            raise ValueError(
+                f"A .h5 file cannot hold the starting weights of "
+                f"{type(self).__name__}(anchor=...): its config holds only "
+                "their shape, and .h5 saves no state but the layers' "
+                "weights, so the penalty would reload without them. Save "
+                "the model in the .keras format (model.save('model.keras'))."
+            )
         return {
             **self._factors(),
             "scale": self.scale,
@@ -185,7 +284,45 @@ class ScaledRegularizer(keras.regularizers.Regularizer):
             "input_axes": _as_list(self.input_axes),
             "output_axes": _as_list(self.output_axes),
             "num_kernels": self.num_kernels,
+            "anchor": (
+                None
+                if self._anchor_config is None
+                else dict(self._anchor_config)
+            ),
         }
+
+    def _obj_type(self) -> str:
+        return _keras_internals.SAVEABLE_KIND
+
+    def save_own_variables(self, store: Any) -> None:
+        """Writes the starting weights, if any, with the model's weights.
+
+        Keras's `.keras` saving and `save_weights` call it.
+
+        Args:
+            store: The dict-like entry Keras gives for this object.
+        """
+        if self._anchor_config is not None:
+            store["anchor"] = self.anchor_values()
+
+    def load_own_variables(self, store: Any) -> None:
+        """Reads the starting weights, if any, from the model's weights.
+
+        Keras's `load_model` and `load_weights` call it on the regularizer
+        that the layer's config rebuilt.
+
+        Args:
+            store: The dict-like entry Keras gives for this object.
+        """
+        if self._anchor_config is not None:
+            self._set_anchor(validate_anchor(store["anchor"]))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Not Keras's `KerasSaveable.__reduce__`, which saves a model.
+        config = self.get_config()
+        if self._anchor is not None:
+            config["anchor"] = self.anchor_values()
+        return type(self).from_config, (config,)
 
     @classmethod
     def from_config(
@@ -213,10 +350,16 @@ def same_penalty(
     a: keras.regularizers.Regularizer | None,
     b: keras.regularizers.Regularizer | None,
 ) -> bool:
-    """Whether two regularizers (or `None`s) save as the same config."""
+    """Whether two regularizers (or `None`s) save as the same config.
+
+    Penalties toward starting weights, whose configs hold only the weights'
+    shape, are the same only if they are one object.
+    """
     if a is b:
         return True
     if a is None or b is None:
+        return False
+    if getattr(a, "anchored", False) or getattr(b, "anchored", False):
         return False
     return keras.saving.serialize_keras_object(
         a
@@ -261,6 +404,9 @@ class ScaledL2(ScaledRegularizer):
         3.84
         >>> round(float(ScaledL2(0.01, scale="none")(kernel)), 4)  # as keras L2
         327.68
+        >>> start = np.full((256, 128), 0.5, dtype="float32")  # pretrained
+        >>> round(float(ScaledL2(0.01, anchor=start)(kernel)), 4)  # w - w0
+        0.96
         >>> layer = keras.layers.Dense(64, kernel_regularizer=ScaledL2(0.01))
 
     Args:
@@ -282,6 +428,14 @@ class ScaledL2(ScaledRegularizer):
             and a deeper model is not penalised harder. Set it by hand, or
             let `attach_regularizer(..., normalize_depth=True)` count.
             Defaults to `None` (no division).
+        anchor: Optional starting weights `w0`, an array of the kernel's
+            shape (its pretrained values, say): the penalty becomes
+            `l2 * s(shape) * sum(square(w - w0))`, L2-SP, which pulls the
+            kernel toward `w0` rather than toward zero. Held as a float32
+            copy (float64 for a float64 kernel); saved with the model's
+            weights in a `.keras` file, never in its config (refused by
+            `.h5`). `attach_regularizer(..., anchor=True)` gives each kernel
+            its current values. Defaults to `None` (toward zero).
     """
 
     def __init__(
@@ -292,6 +446,7 @@ class ScaledL2(ScaledRegularizer):
         input_axes: Sequence[int] | None = None,
         output_axes: Sequence[int] | None = None,
         num_kernels: int | None = None,
+        anchor: Any = None,
     ) -> None:
         self.l2 = validate_factor(l2, "l2")
         super().__init__(
@@ -300,6 +455,7 @@ class ScaledL2(ScaledRegularizer):
             input_axes=input_axes,
             output_axes=output_axes,
             num_kernels=num_kernels,
+            anchor=anchor,
         )
 
     def _factors(self) -> dict[str, float]:
@@ -334,6 +490,8 @@ class ScaledL1(ScaledRegularizer):
             `None`.
         num_kernels: Optional positive int, see `ScaledL2`. Defaults to
             `None`.
+        anchor: Optional starting weights `w0`, see `ScaledL2`: the penalty
+            is then that of `w - w0`. Defaults to `None`.
     """
 
     def __init__(
@@ -344,6 +502,7 @@ class ScaledL1(ScaledRegularizer):
         input_axes: Sequence[int] | None = None,
         output_axes: Sequence[int] | None = None,
         num_kernels: int | None = None,
+        anchor: Any = None,
     ) -> None:
         self.l1 = validate_factor(l1, "l1")
         super().__init__(
@@ -352,6 +511,7 @@ class ScaledL1(ScaledRegularizer):
             input_axes=input_axes,
             output_axes=output_axes,
             num_kernels=num_kernels,
+            anchor=anchor,
         )
 
     def _factors(self) -> dict[str, float]:
@@ -389,6 +549,8 @@ class ScaledL1L2(ScaledRegularizer):
             `None`.
         num_kernels: Optional positive int, see `ScaledL2`. Defaults to
             `None`.
+        anchor: Optional starting weights `w0`, see `ScaledL2`: the penalty
+            is then that of `w - w0`. Defaults to `None`.
     """
 
     def __init__(
@@ -400,6 +562,7 @@ class ScaledL1L2(ScaledRegularizer):
         input_axes: Sequence[int] | None = None,
         output_axes: Sequence[int] | None = None,
         num_kernels: int | None = None,
+        anchor: Any = None,
     ) -> None:
         self.l1 = validate_factor(l1, "l1")
         self.l2 = validate_factor(l2, "l2")
@@ -409,6 +572,7 @@ class ScaledL1L2(ScaledRegularizer):
             input_axes=input_axes,
             output_axes=output_axes,
             num_kernels=num_kernels,
+            anchor=anchor,
         )
 
     def _factors(self) -> dict[str, float]:

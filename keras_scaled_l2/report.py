@@ -40,6 +40,7 @@ class PenaltyRow:
     share: float
     num_kernels: int | None = None  # a scaled penalty's `num_kernels`
     reload: str = "keras"  # what restores it: "keras", "package", "unknown"
+    toward: str = "zero"  # "start": a penalty of `w - w0` (L2-SP)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,13 +89,23 @@ class PenaltyReport:
 
     def __str__(self) -> str:
         lines = ["Penalties now (the terms Keras adds to the loss):"]
+        # The column appears where a penalty pulls toward starting weights.
+        toward = any(r.toward != "zero" for r in self.rows)
         if self.rows:
             lines += _table(
-                [*_KERNEL_COLUMNS, "scale", "penalty", "share", "reload"],
+                [
+                    *_KERNEL_COLUMNS,
+                    "scale",
+                    *(["toward"] if toward else []),
+                    "penalty",
+                    "share",
+                    "reload",
+                ],
                 [
                     [
                         *_kernel_cells(r),
                         _scale_cell(r),
+                        *([r.toward] if toward else []),
                         f"{r.penalty:.7g}",
                         f"{r.share:.1%}",
                         r.reload,
@@ -105,6 +116,7 @@ class PenaltyReport:
         else:
             lines.append("  (no regularized weights)")
         lines.append(f"total penalty: {self.total:.7g}")
+        lines += _toward_notes(self.rows)
         lines += _reload_notes(self.rows)
         if self.l2 is not None:
             lines += [
@@ -167,7 +179,9 @@ def penalty_report(
 
     The first table has one row per regularized trainable weight, with the
     penalty its regularizer computes now and its share of the total (which
-    equals the weight-penalty part of `sum(model.losses)`). With `l2`, a
+    equals the weight-penalty part of `sum(model.losses)`). A starting-point
+    penalty (L2-SP, a scaled penalty with `anchor`) shows `toward: start`:
+    it is the norm of `w - w0`, not of `w`. With `l2`, a
     second table gives, for every kernel `attach_regularizer` would
     regularize, the penalty `l2 * s(shape) * sum(w**2)` under each scale:
     under `"none"` (Keras's `L2`) the widest layers usually hold most of it.
@@ -213,6 +227,11 @@ def penalty_report(
                 num_kernels=getattr(regularizer, "num_kernels", None),
                 penalty=_penalty(regularizer, weight, kernel),
                 reload=restorers.get(id(weight), _restorers.UNKNOWN),
+                toward=(
+                    "start"
+                    if getattr(regularizer, "anchored", False)
+                    else "zero"
+                ),
             )
         )
     total = sum(record["penalty"] for record in records)
@@ -291,6 +310,17 @@ def _scale_name(regularizer):
     return type(regularizer).__name__
 
 
+def _toward_notes(rows):
+    anchored = sum(r.toward == "start" for r in rows)
+    if not anchored:
+        return []
+    return [
+        f"toward start: {anchored} of these penalties are starting-point "
+        "penalties (L2-SP): they pull each kernel toward its starting "
+        "weights w0, the norm of w - w0, not toward zero."
+    ]
+
+
 def _reload_notes(rows):
     package = sum(r.reload == _restorers.PACKAGE for r in rows)
     unknown = sum(r.reload == _restorers.UNKNOWN for r in rows)
@@ -327,7 +357,7 @@ def _shape(shape):
 
 
 _KERNEL_COLUMNS = ("layer", "weight", "shape", "fan_in", "fan_out")
-_LEFT_ALIGNED = ("layer", "weight", "shape", "scale")
+_LEFT_ALIGNED = ("layer", "weight", "shape", "scale", "toward")
 
 
 def _kernel_cells(row):

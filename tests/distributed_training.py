@@ -6,7 +6,9 @@ before the backend starts:
     python distributed_training.py mirrored|data_parallel|model_parallel
 
 `model_parallel` shards the two hidden kernels across the two devices with
-a `LayoutMap` (the first by columns, the second by rows).
+a `LayoutMap` (the first by columns, the second by rows). The head's
+penalty pulls toward its starting weights, attached inside the strategy's
+scope (or under the distribution) as a user would.
 """
 
 import json
@@ -32,7 +34,12 @@ else:
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_scaled_l2 import PenaltyLogger, ScaledL1L2, ScaledL2  # noqa: E402
+from keras_scaled_l2 import (  # noqa: E402
+    PenaltyLogger,
+    ScaledL1L2,
+    ScaledL2,
+    attach_regularizer,
+)
 
 
 def build():
@@ -56,10 +63,15 @@ def build():
             keras.layers.Dense(
                 1,
                 name="head",
-                kernel_regularizer=ScaledL1L2(0.01, 0.1, scale="fan_in"),
                 kernel_initializer=keras.initializers.GlorotUniform(seed=3),
             ),
         ]
+    )
+    attach_regularizer(
+        model,
+        ScaledL1L2(0.01, 0.1, scale="fan_in"),
+        include="head",
+        anchor=True,
     )
     model.compile(keras.optimizers.SGD(0.05), "mse", metrics=["mse"])
     return model

@@ -36,6 +36,8 @@ def test_two_devices_match_one(engine):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4)
     assert sorted(single["history"]) == sorted(distributed["history"])
     assert "penalty/dense" in single["history"]
+    # The head's penalty, toward its starting weights, grew from zero.
+    assert single["history"]["penalty/head"][-1] > 0
     for key, values in single["history"].items():
         np.testing.assert_allclose(
             distributed["history"][key], values, rtol=1e-4, err_msg=key

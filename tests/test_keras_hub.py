@@ -309,14 +309,27 @@ def _factor_per_block(layer, weight):
     return ScaledL2(0.01 * (2 + int(block.group(1))) if block else 0.05)
 
 
+def _toward_the_start(model):
+    """L2-SP on the backbone, toward zero on the head; then the weights
+    move, so that each starting-point penalty is the distance moved."""
+    backbone = model.get_layer(index=3).name
+    attach_regularizer(model, ScaledL2(0.05), anchor=backbone)
+    for weight in model.trainable_weights:
+        weight.assign(weight * 1.25)
+
+
 def test_every_penalty_comes_back_in_a_fresh_process(tmp_path):
     models = {name: _build(name) for name in ("gpt2", "llama", "gemma")}
     models["classifier"] = _classifier()
+    models["classifier_toward_start"] = _classifier()
     saved = {}
     for name, model in models.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            attach_regularizer(model, _factor_per_block)
+            if name == "classifier_toward_start":
+                _toward_the_start(model)
+            else:
+                attach_regularizer(model, _factor_per_block)
         path = str(tmp_path / f"{name}.keras")
         model.save(path)
         saved[path] = (name, _computed_penalties(model))
@@ -332,6 +345,6 @@ def test_every_penalty_comes_back_in_a_fresh_process(tmp_path):
         np.testing.assert_allclose(list(got["again"].values()), want, rtol=1e-6)
         # What keras.models.load_model alone restores: only what a saved
         # config carries (the functional head), as the warning said.
-        head = name == "classifier"
+        head = name.startswith("classifier")
         assert sorted(got["keras"]) == (["head/kernel"] if head else []), name
         assert got["reload"] == (["keras", "package"] if head else ["package"])

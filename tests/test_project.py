@@ -58,6 +58,9 @@ def test_documented_python_examples_run_in_order():
     )
     assert f"{counts[0]} {counts[1]}" in pages["transformers.md"]
     assert counts == (0, len(transformers["attached"]))
+    fine_tuning = namespaces["fine_tuning.md"]
+    printed = f"{fine_tuning['attached']} {fine_tuning['toward']}"
+    assert printed in pages["fine_tuning.md"]
 
 
 def _readme_table_rows():

@@ -56,6 +56,7 @@ def test_config_holds_plain_python_types():
         "input_axes": [0],
         "output_axes": [1],
         "num_kernels": 5,
+        "anchor": None,
     }
     assert [
         type(config[k]) for k in ("l1", "l2", "num_examples", "num_kernels")
