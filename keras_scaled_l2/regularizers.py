@@ -42,7 +42,7 @@ class ScaledRegularizer(
     Starting weights (L2-SP, Li et al. 2018) pull a fine-tuned kernel
     toward its pretrained values rather than toward zero. They cost one
     more copy of the kernel, held in float32 (float64 for a float64
-    kernel). A config holds only their shape and dtype; their values are
+    kernel where the backend holds float64). A config holds only their shape and dtype; their values are
     saved with the model's weights (`.keras` files, `save_weights`), and
     `keras.models.load_model` and `load_weights` restore them. A `.h5`
     file cannot hold them, so saving one with them raises a `ValueError`.
@@ -120,21 +120,22 @@ class ScaledRegularizer(
         shape = list(values.shape)
         if self._anchor_config is not None and (
             self._anchor_config["shape"] != shape
-            or self._anchor_config["dtype"] != str(values.dtype)
         ):
             raise invalid_argument(
                 "anchor",
-                f"starting weights of shape {self._anchor_config['shape']} "
-                f"and dtype {self._anchor_config['dtype']}, as its config "
-                "says",
-                shown(f"<array of shape {values.shape}, {values.dtype}>"),
+                f"starting weights of shape {self._anchor_config['shape']}, "
+                "as its config says",
+                shown(f"<array of shape {values.shape}>"),
             )
-        self._anchor_config = {"shape": shape, "dtype": str(values.dtype)}
         # A Keras variable, not a constant: traced steps read it rather
         # than embed a copy, and it is mirrored under a distribution.
         self._anchor = keras.Variable(
             values, trainable=False, autocast=False, name="anchor"
         )
+        # The dtype the backend holds: float32 for float64 values where it
+        # computes in float32 only (JAX without x64), as the kernel too.
+        dtype = keras.backend.standardize_dtype(self._anchor.dtype)
+        self._anchor_config = {"shape": shape, "dtype": dtype}
 
     def _restored_anchor(self) -> keras.Variable:
         if self._anchor is None:

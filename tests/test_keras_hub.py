@@ -285,6 +285,13 @@ RELOAD = textwrap.dedent(
         losses = model.losses[len(model.losses) - len(weights):]
         return {w.path: float(p) for w, p in zip(weights, losses)}
 
+    def starts(model):
+        return [
+            w.regularizer.anchor_values().tolist()
+            for w in model.trainable_weights
+            if getattr(w.regularizer, "anchored", False)
+        ]
+
     out = {}
     for path in sys.argv[1:]:
         plain = keras.models.load_model(path)
@@ -296,6 +303,7 @@ RELOAD = textwrap.dedent(
             "package": penalties(ours),
             "reload": sorted({r.reload for r in penalty_report(ours).rows}),
             "again": penalties(load_model(resaved)),
+            "starts": starts(ours),
         }
     print(json.dumps(out))
     """
@@ -332,10 +340,20 @@ def test_every_penalty_comes_back_in_a_fresh_process(tmp_path):
                 attach_regularizer(model, _factor_per_block)
         path = str(tmp_path / f"{name}.keras")
         model.save(path)
-        saved[path] = (name, _computed_penalties(model))
+        starts = [
+            w.regularizer.anchor_values()
+            for w in model.trainable_weights
+            if getattr(w.regularizer, "anchored", False)
+        ]
+        saved[path] = (name, _computed_penalties(model), starts)
     reloaded = run_json(["-c", RELOAD, *saved])
-    for path, (name, before) in saved.items():
+    for path, (name, before, starts) in saved.items():
         got = reloaded[path]
+        # Starting weights, float32 through JSON: exactly those saved.
+        assert bool(starts) == (name == "classifier_toward_start")
+        assert len(got["starts"]) == len(starts), name
+        for start, saved_start in zip(got["starts"], starts, strict=True):
+            np.testing.assert_array_equal(start, saved_start)
         want = list(before.values())
         # Every kernel's penalty, on the same kernels, with both reloads.
         assert len(got["package"]) == len(before), name
