@@ -32,6 +32,8 @@
   state Keras would look for;
 - `saving_h5`: Keras's `.h5` saving writes the model's config under a
   global `use_legacy_config` option;
+- `guard_get_config`: an instance attribute `get_config` shadows the
+  class's wherever Keras asks a layer for its config;
 - `untracked_attribute`: an entry in a layer's `__dict__` escapes Keras's
   attribute tracking.
 
@@ -185,6 +187,24 @@ def untracked_attribute(model, name, factory):
     if name not in attributes:
         attributes[name] = factory()
     return attributes[name]
+
+
+def guard_get_config(model, check):
+    """Makes `model.get_config()` call `check(model)` first.
+
+    An instance attribute `get_config` shadows the class's, and every
+    saving path asks a layer for its config through the instance
+    (`serialize_keras_object`, `.h5`'s `model_metadata`). Set once.
+    """
+    if "get_config" in vars(model):
+        return
+    get_config = type(model).get_config
+
+    def guarded(self):
+        check(self)
+        return get_config(self)
+
+    model.get_config = types.MethodType(guarded, model)
 
 
 def replace_compute_loss(model, compute_loss):

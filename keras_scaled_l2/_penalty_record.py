@@ -7,10 +7,11 @@ the name of the layer holding it, the weight's name, the layer's class, the
 kernel's shape, its position among the model's kernels and the serialized
 regularizer. The starting weights of penalties toward them (`anchor`),
 which a config does not hold, go beside it in
-`keras_scaled_l2_anchors.npz`, keyed by position: only those of penalties
-that `keras.models.load_model` does not restore, since Keras saves the
-others with the layers' weights. This module writes those files, reads
-them back and matches their entries to the kernels of a loaded model.
+`keras_scaled_l2_anchors.npz`, keyed by position: all of them, also those
+that Keras saves with the layers' weights (where a layer's config carries
+the penalty), so that the record alone restores every penalty whatever
+rebuilds the layers. This module writes those files, reads them back and
+matches their entries to the kernels of a loaded model.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from keras_scaled_l2._layer_names import weight_owners
 from keras_scaled_l2._layer_walk import walk_layers
 from keras_scaled_l2._warnings import warn_at_caller
 from keras_scaled_l2.kernels import model_kernels
+from keras_scaled_l2.regularizers import h5_refusal, is_anchored
 
 RECORD_FILE = "keras_scaled_l2_penalties.json"
 """The name of the record among a `.keras` file's assets."""
@@ -45,7 +47,8 @@ A reader refuses any but 1 (0.1.0, no starting weights) and 2, so that an
 older version of the package that cannot restore starting weights says
 so rather than dropping them.
 """
-_READ_FORMATS = (1, 2)
+_FORMAT_WITHOUT_ANCHORS = 1
+_READ_FORMATS = (_FORMAT_WITHOUT_ANCHORS, RECORD_FORMAT)
 
 _RECORD_ATTRIBUTE = "_keras_scaled_l2_penalties"
 
@@ -65,10 +68,25 @@ class PenaltyRecordError(ValueError):
 
 
 def keep_record(model: keras.layers.Layer) -> None:
-    """Makes saving `model` (or a model holding it) record its penalties."""
+    """Makes saving `model` (or a model holding it) record its penalties.
+
+    Saving it as `.h5`, which cannot hold the record, is refused while it
+    has penalties toward starting weights: some of those (inside KerasHub
+    layers, `MultiHeadAttention` projections) no saved config reaches, so
+    only the model's own config can refuse them.
+    """
     _keras_internals.untracked_attribute(
         model, _RECORD_ATTRIBUTE, lambda: _PenaltyRecord(model)
     )
+    _keras_internals.guard_get_config(model, _refuse_h5_with_anchors)
+
+
+def _refuse_h5_with_anchors(model: keras.layers.Layer) -> None:
+    if not _keras_internals.saving_h5():
+        return
+    for kernel in model_kernels(model):
+        if is_anchored(kernel.weight.regularizer):
+            raise h5_refusal(kernel.weight.regularizer)
 
 
 def has_record(layer: keras.layers.Layer) -> bool:
@@ -142,13 +160,9 @@ def restore_record(
             custom_objects=custom_objects,
             safe_mode=safe_mode,
         )
-        if getattr(regularizer, "anchored", False):
+        if is_anchored(regularizer):
             key = str(entry["position"])
-            if key in anchors:
-                regularizer.load_own_variables({"anchor": anchors[key]})
-            elif _restored_by_keras(kernel.weight.regularizer, regularizer):
-                continue  # Keras loaded its starting weights already
-            else:
+            if key not in anchors:
                 raise PenaltyRecordError(
                     f"The saved penalty of kernel '{entry['layer']}/"
                     f"{entry['weight']}' pulls toward starting weights that "
@@ -156,6 +170,7 @@ def restore_record(
                     "with attach_regularizer(..., anchor=True) on the "
                     "pretrained weights."
                 )
+            regularizer.load_own_variables({"anchor": anchors[key]})
         if kernel.attribute is not None:
             setattr(kernel.layer, kernel.attribute, regularizer)
         kernel.weight.regularizer = regularizer
@@ -203,21 +218,13 @@ def _gone():
 
 
 def _record_of(model):
-    """The record of `model`'s penalties, and the starting weights it holds.
-
-    Those of the penalties that `keras.models.load_model` does not restore.
-    """
-    # Imported here: `_restorers` asks this module which layers keep a record.
-    from keras_scaled_l2._restorers import KERAS, penalty_restorers
-
+    """The record of `model`'s penalties, and their starting weights."""
     owners = weight_owners(model)
     kernels = list(model_kernels(model))
-    restorers = penalty_restorers(model)
     anchors = {
         str(position): kernel.weight.regularizer.anchor_values()
         for position, kernel in enumerate(kernels)
-        if getattr(kernel.weight.regularizer, "anchored", False)
-        and restorers.get(id(kernel.weight)) != KERAS
+        if is_anchored(kernel.weight.regularizer)
     }
     penalties = [
         {
@@ -234,7 +241,7 @@ def _record_of(model):
         if kernel.weight.regularizer is not None
     ]
     record = {
-        "format": RECORD_FORMAT if anchors else 1,
+        "format": RECORD_FORMAT if anchors else _FORMAT_WITHOUT_ANCHORS,
         "model": {"name": model.name, "class_name": type(model).__name__},
         "penalties": penalties,
     }
@@ -252,17 +259,6 @@ def _with_anchors(record, anchors_file):
         return {**record, "anchors": {}}
     with np.load(anchors_file, allow_pickle=False) as anchors:
         return {**record, "anchors": {key: anchors[key] for key in anchors}}
-
-
-def _restored_by_keras(current, recorded):
-    """Whether `current`, which Keras loaded, is `recorded` with its values."""
-    if not getattr(current, "anchored", False):
-        return False
-    try:
-        current.anchor_values()
-    except ValueError:  # rebuilt from its config, values not loaded
-        return False
-    return current.get_config() == recorded.get_config()
 
 
 def _recorded_root(model, described):

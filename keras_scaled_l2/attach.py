@@ -18,7 +18,11 @@ from keras_scaled_l2._validation import (
 )
 from keras_scaled_l2._warnings import warn_at_caller
 from keras_scaled_l2.kernels import SUPPORTED_LAYERS, Kernel, layer_kernels
-from keras_scaled_l2.regularizers import ScaledRegularizer, same_penalty
+from keras_scaled_l2.regularizers import (
+    ScaledRegularizer,
+    replaced,
+    same_penalty,
+)
 
 RegularizerFactory: TypeAlias = Callable[
     [keras.layers.Layer, keras.Variable],
@@ -219,19 +223,22 @@ class _Assignment(NamedTuple):
     anchored: bool = False  # toward the kernel's values now (one kernel)
 
 
+_EVERY_KERNEL = "every kernel"
+"""`anchor=True`: every kernel the call penalises pulls toward its start."""
+
+
 def _anchor_selectors(anchor, model):
-    """`None` (no anchor), `[]` (every kernel) or the selectors given."""
+    """`None` (no anchor), `_EVERY_KERNEL` or the selectors given."""
+    if is_bool(anchor) and not anchor:
+        return None
     if is_bool(anchor):
-        if not anchor:
-            return None
-        selectors = []
+        selectors = _EVERY_KERNEL
+    elif anchor is None:
+        raise invalid_argument(
+            "anchor", "True, False, layer classes or name patterns", anchor
+        )
     else:
-        try:
-            selectors = _selectors(anchor, "anchor")
-        except ValueError:
-            raise invalid_argument(
-                "anchor", "True, False, layer classes or name patterns", anchor
-            ) from None
+        selectors = _selectors(anchor, "anchor")
     if not model.built:
         raise ValueError(
             f"attach_regularizer cannot anchor the penalties of "
@@ -261,7 +268,7 @@ def _anchored(plan, model):
             )
         anchored.append(
             assignment._replace(
-                regularizer=_replaced(regularizer, anchor=kernel.weight)
+                regularizer=replaced(regularizer, anchor=kernel.weight)
             )
         )
     if not any(a.anchored for a in anchored):
@@ -288,7 +295,7 @@ def _normalized_depth(plan):
             )
         normalized.append(
             assignment._replace(
-                regularizer=_replaced(regularizer, num_kernels=count)
+                regularizer=replaced(regularizer, num_kernels=count)
             )
         )
     return normalized
@@ -320,7 +327,7 @@ def _walk(model, factory, include, exclude, anchor, plan):
             bool(include) and _matches(layer, include)
         )
         anchored[id(layer)] = anchor is not None and (
-            not anchor
+            anchor is _EVERY_KERNEL
             or (visit.parent is not None and anchored[id(visit.parent.layer)])
             or _matches(layer, anchor)
         )
@@ -359,20 +366,12 @@ def _plan(kernel, regularizer, anchored, plan):
         and regularizer.input_axes is None
         and kernel.input_axes is not None
     ):
-        regularizer = _replaced(
+        regularizer = replaced(
             regularizer,
             input_axes=kernel.input_axes,
             output_axes=kernel.output_axes,
         )
     plan.append(_Assignment([kernel], regularizer, anchored=anchored))
-
-
-def _replaced(regularizer, **changes):
-    """A copy of a scaled regularizer with some arguments changed."""
-    config = regularizer.get_config()
-    if regularizer.anchored:
-        config["anchor"] = regularizer.anchor_values()
-    return type(regularizer)(**{**config, **changes})
 
 
 def _set(kernel, regularizer, attached):
@@ -388,7 +387,10 @@ def _plan_attention(layer, factory, explicit, anchored, plan):
     regularizers = [factory(k.layer, k.weight) for k in kernels]
     if anchored:
         # Starting weights differ per projection: each gets its own
-        # penalty, which the layer's config cannot save (the record does).
+        # penalty, which the layer's config cannot save (the record does),
+        # and the one it saves is cleared: no reload of its config brings
+        # back a penalty toward zero in their place.
+        _keras_internals.set_attention_kernel_regularizer(layer, None)
         for kernel, regularizer in zip(kernels, regularizers, strict=True):
             _plan(kernel, regularizer, True, plan)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -41,11 +42,12 @@ class ScaledRegularizer(
 
     Starting weights (L2-SP, Li et al. 2018) pull a fine-tuned kernel
     toward its pretrained values rather than toward zero. They cost one
-    more copy of the kernel, held in float32 (float64 for a float64
-    kernel where the backend holds float64). A config holds only their shape and dtype; their values are
-    saved with the model's weights (`.keras` files, `save_weights`), and
-    `keras.models.load_model` and `load_weights` restore them. A `.h5`
-    file cannot hold them, so saving one with them raises a `ValueError`.
+    more copy of the kernel, held in float32 (float64 if given float64
+    values, where the backend holds float64). A config holds only their
+    shape and dtype; their values are saved with the model's weights
+    (`.keras` files, `save_weights`), and `keras.models.load_model` and
+    `load_weights` restore them. A `.h5` file cannot hold them, so saving
+    one with them raises a `ValueError`.
 
     Args:
         scale: How the penalty is scaled from the kernel's shape, one of
@@ -127,8 +129,16 @@ class ScaledRegularizer(
                 "as its config says",
                 shown(f"<array of shape {values.shape}>"),
             )
-        # A Keras variable, not a constant: traced steps read it rather
-        # than embed a copy, and it is mirrored under a distribution.
+        if self._anchor is not None and (
+            keras.backend.standardize_dtype(self._anchor.dtype)
+            == str(values.dtype)
+        ):
+            # Reloaded weights: the variable that traced steps read.
+            self._anchor.assign(values)
+            return
+        # A Keras variable: TensorFlow's and PyTorch's steps read it, it is
+        # mirrored under `tf.distribute` and laid out (replicated) under a
+        # `keras.distribution`; a jitted JAX step holds its value.
         self._anchor = keras.Variable(
             values, trainable=False, autocast=False, name="anchor"
         )
@@ -139,7 +149,7 @@ class ScaledRegularizer(
 
     def _restored_anchor(self) -> keras.Variable:
         if self._anchor is None:
-            shape = tuple((self._anchor_config or {}).get("shape", ()))
+            shape = tuple(self._anchor_config["shape"])  # type: ignore[index]
             raise ValueError(
                 f"{type(self).__name__} pulls toward starting weights of "
                 f"shape {shape} that were not "
@@ -271,13 +281,7 @@ class ScaledRegularizer(
 
     def get_config(self) -> dict[str, Any]:
         if self._anchor_config is not None and _keras_internals.saving_h5():
-            raise ValueError(
-                f"A .h5 file cannot hold the starting weights of "
-                f"{type(self).__name__}(anchor=...): its config holds only "
-                "their shape, and .h5 saves no state but the layers' "
-                "weights, so the penalty would reload without them. Save "
-                "the model in the .keras format (model.save('model.keras'))."
-            )
+            raise h5_refusal(self)
         return {
             **self._factors(),
             "scale": self.scale,
@@ -310,20 +314,48 @@ class ScaledRegularizer(
         """Reads the starting weights, if any, from the model's weights.
 
         Keras's `load_model` and `load_weights` call it on the regularizer
-        that the layer's config rebuilt.
+        that the layer's config rebuilt (or that the layer holds).
 
         Args:
             store: The dict-like entry Keras gives for this object.
+
+        Raises:
+            ValueError: if the regularizer pulls toward starting weights
+                and the saved weights hold none for it.
         """
-        if self._anchor_config is not None:
+        saved = "anchor" in list(store.keys())
+        if self._anchor_config is not None and saved:
             self._set_anchor(validate_anchor(store["anchor"]))
+        elif self._anchor_config is not None:
+            raise ValueError(
+                f"{type(self).__name__} pulls toward starting weights, and "
+                "the saved weights hold none for it: they were saved from a "
+                "model whose penalty here pulled toward zero. Load weights "
+                "saved with the starting weights, or attach the penalty "
+                "after loading them."
+            )
+        elif saved:
+            warnings.warn(
+                f"The saved weights hold starting weights for a penalty "
+                f"that pulls toward zero here ({self!r}); they were not "
+                "loaded. Attach the penalty with anchor=True to pull "
+                "toward them.",
+                stacklevel=2,
+            )
+
+    def _arguments(self) -> dict[str, Any]:
+        """The constructor's arguments: the config, with the anchor's values.
+
+        A penalty rebuilt from its config alone keeps `{"shape", "dtype"}`.
+        """
+        arguments = self.get_config()
+        if self._anchor is not None:
+            arguments["anchor"] = self.anchor_values()
+        return arguments
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Not Keras's `KerasSaveable.__reduce__`, which saves a model.
-        config = self.get_config()
-        if self._anchor is not None:
-            config["anchor"] = self.anchor_values()
-        return type(self).from_config, (config,)
+        return type(self).from_config, (self._arguments(),)
 
     @classmethod
     def from_config(
@@ -347,6 +379,30 @@ def _as_list(axes: tuple[int, ...] | None) -> list[int] | None:
     return None if axes is None else list(axes)
 
 
+def replaced(regularizer: _RegularizerT, **changes: Any) -> _RegularizerT:
+    """A copy of a scaled regularizer with some arguments changed.
+
+    Its starting weights, if any, are copied too, unless `anchor` changes.
+    """
+    return type(regularizer)(**{**regularizer._arguments(), **changes})
+
+
+def h5_refusal(regularizer: ScaledRegularizer) -> ValueError:
+    """The error of saving a penalty toward starting weights as `.h5`."""
+    return ValueError(
+        f"A .h5 file cannot hold the starting weights of "
+        f"{type(regularizer).__name__}(anchor=...): a config holds only "
+        "their shape, and .h5 saves no state but the layers' weights, so "
+        "the penalty would reload without them. Save the model in the "
+        ".keras format (model.save('model.keras'))."
+    )
+
+
+def is_anchored(regularizer: object) -> bool:
+    """Whether `regularizer` is a scaled penalty toward starting weights."""
+    return isinstance(regularizer, ScaledRegularizer) and regularizer.anchored
+
+
 def same_penalty(
     a: keras.regularizers.Regularizer | None,
     b: keras.regularizers.Regularizer | None,
@@ -360,7 +416,7 @@ def same_penalty(
         return True
     if a is None or b is None:
         return False
-    if getattr(a, "anchored", False) or getattr(b, "anchored", False):
+    if is_anchored(a) or is_anchored(b):
         return False
     return keras.saving.serialize_keras_object(
         a
@@ -433,7 +489,7 @@ class ScaledL2(ScaledRegularizer):
             shape (its pretrained values, say): the penalty becomes
             `l2 * s(shape) * sum(square(w - w0))`, L2-SP, which pulls the
             kernel toward `w0` rather than toward zero. Held as a float32
-            copy (float64 for a float64 kernel); saved with the model's
+            copy (float64 if given float64 values); saved with the model's
             weights in a `.keras` file, never in its config (refused by
             `.h5`). `attach_regularizer(..., anchor=True)` gives each kernel
             its current values. Defaults to `None` (toward zero).

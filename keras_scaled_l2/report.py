@@ -13,7 +13,7 @@ from keras_scaled_l2._layer_names import layer_namer
 from keras_scaled_l2._types import FanAxes
 from keras_scaled_l2._validation import validate_factor
 from keras_scaled_l2.kernels import Kernel, model_kernels
-from keras_scaled_l2.regularizers import ScaledRegularizer
+from keras_scaled_l2.regularizers import ScaledRegularizer, is_anchored
 from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
 
 if TYPE_CHECKING:
@@ -227,11 +227,7 @@ def penalty_report(
                 num_kernels=getattr(regularizer, "num_kernels", None),
                 penalty=_penalty(regularizer, weight, kernel),
                 reload=restorers.get(id(weight), _restorers.UNKNOWN),
-                toward=(
-                    "start"
-                    if getattr(regularizer, "anchored", False)
-                    else "zero"
-                ),
+                toward="start" if is_anchored(regularizer) else "zero",
             )
         )
     total = sum(record["penalty"] for record in records)

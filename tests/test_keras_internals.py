@@ -285,6 +285,88 @@ def test_a_saveable_attribute_writes_its_assets_into_a_keras_file(tmp_path):
     assert len(keras.models.load_model(path).weights) == len(model.weights)
 
 
+class _Remembered(
+    keras.regularizers.Regularizer, _keras_internals.KerasSaveable
+):
+    """A regularizer holding state, as a penalty toward starting weights."""
+
+    def __init__(self, shape=None):
+        self.value = None if shape is None else np.zeros(shape, "float32")
+
+    def __call__(self, x):
+        return keras.ops.sum(x) * 0.0
+
+    def _obj_type(self):
+        return _keras_internals.SAVEABLE_KIND
+
+    def save_own_variables(self, store):
+        store["value"] = self.value
+
+    def load_own_variables(self, store):
+        self.value = np.array(store["value"])
+
+    def get_config(self):
+        return {"shape": list(self.value.shape)}
+
+    def __reduce__(self):
+        return type(self), (self.value.shape,)
+
+
+def test_a_saveable_regularizer_keeps_its_state_in_the_weights(tmp_path):
+    keras.saving.get_custom_objects()["_Remembered"] = _Remembered
+    try:
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        remembered = _Remembered((3, 2))
+        remembered.value += np.arange(6, dtype="float32").reshape(3, 2)
+        model.layers[0].kernel_regularizer = remembered
+        model.save(tmp_path / "model.keras")
+        loaded = keras.models.load_model(tmp_path / "model.keras")
+        np.testing.assert_array_equal(
+            loaded.layers[0].kernel_regularizer.value, remembered.value
+        )
+        model.save_weights(tmp_path / "model.weights.h5")
+        model.layers[0].kernel_regularizer = _Remembered((3, 2))
+        model.load_weights(tmp_path / "model.weights.h5")
+        np.testing.assert_array_equal(
+            model.layers[0].kernel_regularizer.value, remembered.value
+        )
+    finally:
+        del keras.saving.get_custom_objects()["_Remembered"]
+
+
+def test_a_shared_scaled_regularizer_saves_once_and_reloads_everywhere(
+    tmp_path,
+):
+    # Saved once (Keras skips an object it has seen), read by each layer
+    # rebuilt from its config: a path with nothing saved reads as empty.
+    shared = ScaledL2(0.1)
+    model = keras.Sequential(
+        [keras.Input((3,))]
+        + [keras.layers.Dense(3, kernel_regularizer=shared) for _ in range(3)]
+    )
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(
+        [float(p) for p in loaded.losses],
+        [float(p) for p in model.losses],
+        rtol=1e-6,
+    )
+    model.save_weights(tmp_path / "model.weights.h5")
+    loaded.load_weights(tmp_path / "model.weights.h5")
+
+
+def test_saving_h5_is_seen_while_an_h5_file_is_written(tmp_path):
+    seen = []
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    _keras_internals.guard_get_config(
+        model, lambda m: seen.append(_keras_internals.saving_h5())
+    )
+    model.save(tmp_path / "model.h5")
+    model.save(tmp_path / "model.keras")
+    assert seen[0] is True and seen[-1] is False
+    assert not _keras_internals.saving_h5()
+
+
 def test_an_unregistered_class_is_named_from_keras_error():
     with pytest.raises(TypeError) as error:
         keras.saving.deserialize_keras_object(

@@ -3,6 +3,7 @@
 Every value is checked against a float64 numpy reference of `w - w0`.
 """
 
+import copy
 import pickle
 import textwrap
 import warnings
@@ -43,19 +44,6 @@ def _numpy(value):
     return float(keras.ops.convert_to_numpy(value))
 
 
-def _kernel_penalties(model):
-    """`{layer name: (penalty, kernel)}` of each regularized `Dense`."""
-    return {
-        layer.name: (
-            _numpy(layer.kernel.regularizer(layer.kernel)),
-            keras.ops.convert_to_numpy(layer.kernel).astype("float64"),
-        )
-        for layer in model.layers
-        if getattr(layer, "kernel", None) is not None
-        and layer.kernel.regularizer is not None
-    }
-
-
 @pytest.mark.parametrize("scale", sorted(SCALES))
 @pytest.mark.parametrize("cls", sorted(FACTORS, key=lambda c: c.__name__))
 def test_the_penalty_is_that_of_the_distance_to_the_start(cls, scale):
@@ -81,7 +69,7 @@ def test_the_start_is_a_float32_copy_taken_when_given():
     np.testing.assert_array_equal(values, START)  # a copy: exact
     float64 = ScaledL2(0.1, anchor=START.astype("float64"))
     # float64 where the backend holds float64 (JAX without x64 does not).
-    held = keras.Variable(np.zeros(1, "float64"), autocast=False).dtype
+    held = "float32" if keras.backend.backend() == "jax" else "float64"
     assert float64.anchor_values().dtype == np.dtype(held)
     assert float64.get_config()["anchor"]["dtype"] == held
     assert ScaledL2(0.1).anchor_values() is None
@@ -209,10 +197,13 @@ def test_the_config_holds_the_shape_and_a_rebuilt_copy_says_what_is_missing():
         rebuilt(KERNEL)
     with pytest.raises(ValueError, match="were not restored"):
         rebuilt.anchor_values()
-    # Pickling (and so deepcopy) keeps the values.
-    copied = pickle.loads(pickle.dumps(regularizer))
-    np.testing.assert_array_equal(copied.anchor_values(), START)
-    assert _numpy(copied(KERNEL)) == _numpy(regularizer(KERNEL))
+    # Pickling and deepcopy keep the values.
+    for copied in (
+        pickle.loads(pickle.dumps(regularizer)),
+        copy.deepcopy(regularizer),
+    ):
+        np.testing.assert_array_equal(copied.anchor_values(), START)
+        assert _numpy(copied(KERNEL)) == _numpy(regularizer(KERNEL))
 
 
 def test_clone_model_leaves_a_penalty_that_refuses_to_compute():
@@ -275,7 +266,26 @@ def test_attach_refuses_what_it_cannot_anchor():
         attach_regularizer(model, ScaledL2(0.1, anchor=START))
     with pytest.raises(ValueError, match="Received: anchor=3"):
         attach_regularizer(model, ScaledL2(0.1), anchor=3)
+    with pytest.raises(ValueError, match="Received: anchor=None"):
+        attach_regularizer(model, ScaledL2(0.1), anchor=None)
+    with pytest.raises(ValueError, match="found no kernel of 'tuned'"):
+        attach_regularizer(model, ScaledL2(0.1), anchor=[])
     assert model.losses == []  # nothing was attached by the refusals
+
+
+def _attending():
+    """A functional model whose only kernels are attention projections."""
+    inputs = keras.Input((6,))
+    tokens = keras.layers.Reshape((2, 3))(inputs)
+    attention = keras.layers.MultiHeadAttention(
+        1, 3, name="attention", kernel_regularizer=ScaledL2(0.3, "size")
+    )
+    outputs = keras.layers.Flatten()(attention(tokens, tokens))
+    model = keras.Model(inputs, outputs, name="attending")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the attention's is recorded
+        attach_regularizer(model, ScaledL2(0.1), anchor=True)
+    return model
 
 
 def test_h5_refuses_starting_weights(tmp_path):
@@ -283,6 +293,48 @@ def test_h5_refuses_starting_weights(tmp_path):
     attach_regularizer(model, ScaledL2(0.1), anchor=True)
     with pytest.raises(ValueError, match=r"A \.h5 file cannot hold"):
         model.save(str(tmp_path / "model.h5"))
+    # Where no layer config holds them (attention projections), the
+    # model's own config refuses; the one the attention's config saves is
+    # cleared, so that no reload brings back a penalty toward zero.
+    attending = _attending()
+    assert (
+        attending.get_layer("attention").get_config()["kernel_regularizer"]
+        is None
+    )
+    with pytest.raises(ValueError, match=r"A \.h5 file cannot hold"):
+        attending.save(str(tmp_path / "attending.h5"))
+    attending.save(str(tmp_path / "attending.keras"))  # .keras holds them
+
+
+def test_weights_files_carry_the_starting_weights(tmp_path):
+    model = _pretrained()
+    attach_regularizer(model, ScaledL2(0.1), anchor="body")
+    first = model.get_layer("body").layers[0]
+    start = first.kernel.regularizer.anchor_values()
+    path = str(tmp_path / "tuned.weights.h5")
+    model.save_weights(path)
+    # Another model, anchored elsewhere, loads the saved starting weights
+    # into its own penalty's variable (the one traced steps read).
+    other = _pretrained()
+    for weight in other.trainable_weights:
+        weight.assign(weight * 2.0)
+    attach_regularizer(other, ScaledL2(0.1), anchor="body")
+    regularizer = other.get_layer("body").layers[0].kernel.regularizer
+    variable = regularizer._anchor
+    other.load_weights(path)
+    assert regularizer._anchor is variable
+    np.testing.assert_array_equal(regularizer.anchor_values(), start)
+    # Weights saved without starting weights, into anchored penalties.
+    plain = _pretrained()
+    attach_regularizer(plain, ScaledL2(0.1))
+    plain_path = str(tmp_path / "plain.weights.h5")
+    plain.save_weights(plain_path)
+    with pytest.raises(ValueError, match="hold none for it"):
+        other.load_weights(plain_path)
+    # Starting weights saved, into penalties toward zero: said, not lost
+    # without a word.
+    with pytest.warns(UserWarning, match="they were not loaded"):
+        plain.load_weights(path)
 
 
 def test_the_report_and_inspect_name_the_starting_point_penalty(
@@ -304,7 +356,10 @@ def test_the_report_and_inspect_name_the_starting_point_penalty(
     assert code == 0
     assert "starting-point penalties (L2-SP)" in out
     # Without a starting-point penalty, the report has no such column.
-    assert "toward" not in str(penalty_report(_pretrained()))
+    toward_zero = _pretrained()
+    attach_regularizer(toward_zero, ScaledL2(0.1))
+    plain = str(penalty_report(toward_zero))
+    assert "head" in plain and "toward" not in plain
 
 
 RELOAD = textwrap.dedent(
@@ -398,14 +453,7 @@ def test_starting_weights_reload_exactly_in_a_fresh_process(tmp_path):
 
 
 def test_a_file_whose_record_lost_its_starting_weights_is_refused(tmp_path):
-    inputs = keras.Input((6,))
-    tokens = keras.layers.Reshape((2, 3))(inputs)
-    attention = keras.layers.MultiHeadAttention(1, 3, name="attention")
-    outputs = keras.layers.Flatten()(attention(tokens, tokens))
-    model = keras.Model(inputs, outputs, name="attending")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the attention's is recorded
-        attach_regularizer(model, ScaledL2(0.1), anchor=True)
+    model = _attending()
     path = tmp_path / "attending.keras"
     model.save(str(path))
     stripped = tmp_path / "stripped.keras"
