@@ -172,6 +172,10 @@ class ScaledRegularizer(
                 f"starting weights of the kernel's shape {tuple(x.shape)}",
                 shown(f"<array of shape {tuple(anchor.shape)}>"),
             )
+        if keras.backend.standardize_dtype(anchor.dtype) == (
+            keras.backend.standardize_dtype(x.dtype)
+        ):
+            return anchor.value
         return ops.cast(anchor, x.dtype)
 
     def fan_axes(
