@@ -17,8 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import keras
-import numpy as np
-from _timing import median_ratio
+from _timing import median_ratio, one_epoch_fit, regression_data
 
 from keras_scaled_l2 import ScaledL2
 
@@ -32,13 +31,7 @@ def make_fit(regularizer, x, y):
         ]
         + [keras.layers.Dense(1, kernel_regularizer=regularizer)]
     )
-    model.compile("adam", "mse")
-    model.fit(x, y, batch_size=256, epochs=1, verbose=0)  # trace once
-
-    def fit():
-        model.fit(x, y, batch_size=256, epochs=1, verbose=0)
-
-    return fit
+    return one_epoch_fit(model, x, y)
 
 
 def main():
@@ -46,9 +39,7 @@ def main():
     parser.add_argument("--pairs", type=int, default=9)
     parser.add_argument("--rows", type=int, default=16384)
     arguments = parser.parse_args()
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(arguments.rows, 64)).astype("float32")
-    y = rng.normal(size=(arguments.rows, 1)).astype("float32")
+    x, y = regression_data(arguments.rows)
     scaled = make_fit(ScaledL2(0.01), x, y)
     plain = make_fit(keras.regularizers.L2(0.01), x, y)
     ratio, scaled_s, plain_s = median_ratio(scaled, plain, arguments.pairs)

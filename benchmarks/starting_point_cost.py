@@ -19,8 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import keras
-import numpy as np
-from _timing import median_ratio
+from _timing import median_ratio, one_epoch_fit, regression_data
 
 from keras_scaled_l2 import ScaledL2, attach_regularizer
 
@@ -33,13 +32,7 @@ def make_fit(anchor, x, y):
         + [keras.layers.Dense(1)]
     )
     attach_regularizer(model, ScaledL2(0.01), anchor=anchor)
-    model.compile("adam", "mse")
-    model.fit(x, y, batch_size=256, epochs=1, verbose=0)  # trace once
-
-    def fit():
-        model.fit(x, y, batch_size=256, epochs=1, verbose=0)
-
-    return fit
+    return one_epoch_fit(model, x, y)
 
 
 def main():
@@ -47,9 +40,7 @@ def main():
     parser.add_argument("--pairs", type=int, default=15)
     parser.add_argument("--rows", type=int, default=16384)
     arguments = parser.parse_args()
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(arguments.rows, 64)).astype("float32")
-    y = rng.normal(size=(arguments.rows, 1)).astype("float32")
+    x, y = regression_data(arguments.rows)
     anchored = make_fit(True, x, y)
     toward_zero = make_fit(False, x, y)
     ratio, anchored_s, zero_s = median_ratio(
