@@ -3,7 +3,12 @@ import numpy as np
 import pytest
 from reference import reference_penalty
 
-from keras_scaled_l2 import PenaltyLogger, ScaledL1L2, ScaledL2
+from keras_scaled_l2 import (
+    PenaltyLogger,
+    ScaledL1L2,
+    ScaledL2,
+    attach_regularizer,
+)
 
 
 @pytest.fixture
@@ -98,3 +103,39 @@ def test_float16_kernel_accumulates_in_float32_inside_training():
     ).history
     assert history["penalty"][0] == pytest.approx(10485.76, rel=1e-6)
     assert np.isfinite(history["loss"][0])
+
+
+@pytest.mark.parametrize(
+    "dtype_policy", ["mixed_bfloat16", "bfloat16"], indirect=True
+)
+def test_starting_point_penalties_train_in_low_precision(dtype_policy):
+    model = _model()
+    attach_regularizer(model, ScaledL2(0.5), anchor=True)
+    # SGD: under the pure bfloat16 policy, Adam left the kernels unchanged.
+    model.compile(keras.optimizers.SGD(0.1), "mse", metrics=["mse"])
+    kernels = [layer.kernel for layer in model.layers[:3]]
+    starts = [k.regularizer.anchor_values() for k in kernels]
+    assert all(s.dtype == np.float32 for s in starts)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 16)).astype("float32")
+    y = rng.normal(size=(256, 1)).astype("float32")
+    history = model.fit(
+        x, y, epochs=2, batch_size=64, verbose=0, callbacks=[PenaltyLogger()]
+    ).history
+    assert np.all(np.isfinite(history["loss"]))
+    np.testing.assert_allclose(
+        np.add(history["data_loss"], history["penalty"]),
+        history["loss"],
+        rtol=1e-3,
+    )
+    # Each penalty, accumulated in float32, against a float64 reference of
+    # the kernel (bfloat16 under the pure policy) minus its start.
+    for kernel, start, penalty in zip(
+        kernels, starts, model.losses, strict=True
+    ):
+        values = keras.ops.convert_to_numpy(keras.ops.cast(kernel, "float32"))
+        want = reference_penalty(values.astype("float64") - start, l2=0.5)
+        assert want > 0
+        assert float(keras.ops.convert_to_numpy(penalty)) == pytest.approx(
+            want, rel=1e-5
+        )
