@@ -534,6 +534,35 @@ def _curve(factors, losses):
     return (np.asarray(factors), losses, -losses, np.zeros_like(losses))
 
 
+def test_plateau_holds_the_factors_the_seeds_cannot_tell_from_the_best():
+    factors = np.array([1e-3, 1e-2, 1e-1, 1.0, 10.0])
+    # Seeds agree that 1e-1 is best and 1.0 and 10.0 worse; 1e-2 is better
+    # than the best for one seed, worse for the others: indistinguishable.
+    # 1e-3 diverged for one seed: out, however good the others.
+    losses = np.array(
+        [
+            [np.inf, 0.90, 1.00, 1.50, 3.0],
+            [0.50, 1.30, 1.00, 1.40, 3.0],
+            [0.50, 1.20, 1.00, 1.60, 3.0],
+            [0.50, 0.95, 1.00, 1.45, 3.0],
+        ]
+    )
+    rng = np.random.default_rng(0)
+    assert curves.plateau(factors, losses, rng) == [1e-2, 1e-1]
+    # Every paired difference positive: the best alone.
+    clear = np.array([[2.0, 1.0, 3.0], [2.5, 1.0, 3.5]])
+    assert curves.plateau(factors[:3], clear, rng) == [1e-2, 1e-2]
+    # One seed: nothing to resample, the best alone.
+    assert curves.plateau(factors[:3], clear[:1], rng) == [1e-2, 1e-2]
+    # Gaps: overlapping plateaus carry one factor (1.0); apart, the
+    # smallest ratio of one factor chosen in each.
+    assert curves.plateau_gap([[1e-3, 1e-1], [1e-2, 1.0]]) == 1.0
+    assert curves.plateau_gap([[1e-3, 1e-2], [1e-1, 1.0]]) == pytest.approx(10)
+    assert curves.plateau_gap(
+        [[1e-3, 1e-2], [10**-1.5, 1.0], [1e-2, 1e-2]]
+    ) == pytest.approx(10**0.5)
+
+
 def test_axis_entry_says_what_it_cannot_know():
     small = _curve([1e-3, 1e-2, 1e-1], [3.0, 1.0, 2.0])
     # The large model's grid is shifted (a derived variant on a deeper
@@ -679,7 +708,7 @@ def test_published_tables_are_the_published_summary():
     # and their worst cases; the baselines and the gain over no penalty).
     optional = ("candidates", "baselines", "across_families")
     present = [bool(published["summary"][key]) for key in optional]
-    assert len(tables) == 6 + present[0] + present[1] + sum(present)
+    assert len(tables) == 8 + present[0] + present[1] + sum(present)
     for table in tables:
         assert table in page
     assert report.headline_table(published["summary"]) in readme

@@ -132,6 +132,8 @@ def axis_entry(curves, key):
                 )
             )
         interval = [float(q) for q in np.percentile(drifts, [2.5, 97.5])]
+    plateau_rng = entry_rng(key + "/plateau")
+    plateaus = [plateau(f, losses, plateau_rng) for f, losses, _, _ in curves]
     small, large = means[0], means[-1]
     reused = small[0][int(np.argmin(small[1]))]
     best_at = int(np.argmin(large[1]))
@@ -142,6 +144,8 @@ def axis_entry(curves, key):
         "at_edge": [edge for _, edge in bests],
         "drift": _drift(factors),
         "drift_interval": interval,
+        "plateaus": plateaus,
+        "plateau_gap": plateau_gap(plateaus),
         "best_test_data_loss": lowest,
         "depth_of_minimum": [
             float(min(loss[0], loss[-1]) / low - 1)
@@ -160,6 +164,42 @@ def axis_entry(curves, key):
         if inside
         else None,
     }
+
+
+def plateau(factors, losses, rng):
+    """`[low, high]`: the grid factors the seeds cannot tell from the best.
+
+    The best is the grid factor of the lowest mean test loss. Another is
+    in its plateau when the 95 % bootstrap interval of the mean paired
+    difference `loss(f) - loss(best)` (seeds resampled, the same draw for
+    every factor) reaches down to zero: its lower end is at most zero. A
+    diverged run (infinite loss) keeps its factor out. With one seed there
+    is nothing to resample: the plateau is the best factor alone. The
+    plateau is reported as its smallest and largest factor.
+    """
+    losses = np.asarray(losses, dtype=float)
+    best = int(np.argmin(losses.mean(axis=0)))
+    num_seeds = len(losses)
+    inside = [best]
+    if num_seeds > 1:
+        draws = rng.integers(0, num_seeds, (BOOTSTRAP_SAMPLES, num_seeds))
+        differences = losses - losses[:, best : best + 1]
+        finite = np.all(np.isfinite(differences), axis=0)
+        means = np.where(finite, differences, 0.0)[draws].mean(axis=1)
+        lower = np.percentile(means, 2.5, axis=0)
+        inside = [i for i in range(len(factors)) if finite[i] and lower[i] <= 0]
+    return [float(factors[min(inside)]), float(factors[max(inside)])]
+
+
+def plateau_gap(plateaus):
+    """How far apart plateaus lie: `1.0` if one factor is in them all.
+
+    Else the smallest ratio, largest over smallest, of one factor chosen in
+    each: the largest lower end over the smallest upper end.
+    """
+    return float(
+        max(1.0, max(p[0] for p in plateaus) / min(p[1] for p in plateaus))
+    )
 
 
 def value_at(factors, values, factor):

@@ -13,6 +13,8 @@ def format_tables(summary):
         _axis_table(coupled, _drift),
         _axis_table(decoupled, _drift),
         headline_table(summary),
+        _axis_table(summary["setups"], _plateau_gap),
+        plateau_table(summary),
         _axis_table(summary["setups"], _reuse, variants_per_setup=True),
         _collapse_table(summary["setups"]),
         _minimum_table(summary["setups"]),
@@ -176,6 +178,32 @@ def headline_table(summary):
         ],
         rows,
     )
+
+
+def plateau_table(summary):
+    """Per variant: the worst plateau gap, and the cells a factor carries."""
+    complete = [s for s in summary["setups"] if s["complete"]]
+    rows = []
+    for name, worst in summary["worst_plateau_gap"].items():
+        gaps = [
+            row[axis]["plateau_gap"]
+            for setup in complete
+            for row in setup["scales"]
+            if row["variant"] == name
+            for axis in AXES
+            if axis in row
+        ]
+        carried = sum(gap == 1.0 for gap in gaps)
+        rows.append([f"`{name}`", f"{carried} of {len(gaps)}", f"{worst:.1f}x"])
+    return _table(
+        ["variant", "axes a factor carries (plateaus overlap)", "worst gap"],
+        rows,
+    )
+
+
+def _plateau_gap(entry):
+    """`1x`: one factor in every plateau of the axis; else their gap."""
+    return f"{entry['plateau_gap']:.1f}x"
 
 
 def _collapse_table(setups):

@@ -66,6 +66,11 @@ def summarize(records, settings):
       95 % bootstrap interval of the drift: the seeds are resampled with
       replacement, the same draw for every configuration of the axis (a
       seed fixes the batch order and the initializer seeds of all of them);
+    - `plateaus`, per configuration the smallest and largest grid factor
+      that the seeds cannot tell from its best (`curves.plateau`), and
+      `plateau_gap`: `1.0` when one factor lies in every plateau of the
+      axis (it carries within the seed noise), else how far apart they are
+      (`curves.plateau_gap`);
     - `best_test_data_loss` per configuration (the lowest mean over the
       grid) and `depth_of_minimum`: how far, relative, the loss at the grid
       ends lies above it (the smaller end's);
@@ -80,10 +85,11 @@ def summarize(records, settings):
 
     Over the complete setups only: `worst_drift` per variant (its largest
     drift over every setup and axis), `worst_drift_upper` (the largest
-    upper interval end), `worst_reused_loss_increase`; `recommended`, the
-    coupled variant whose worst drift is smallest (`within_target`: at most
-    2x, with no best factor at a grid end); `candidates`, the candidates'
-    worst cases. Then the MNIST-1D `baselines` and `across_families`.
+    upper interval end), `worst_plateau_gap`, `worst_reused_loss_increase`;
+    `recommended`, the coupled variant whose worst drift is smallest
+    (`within_target`: at most 2x, with no best factor at a grid end);
+    `candidates`, the candidates' worst cases. Then the MNIST-1D
+    `baselines` and `across_families`.
     """
     records = with_derived_records(records)
     setups = []
@@ -130,6 +136,7 @@ def summarize(records, settings):
     summary["worst_drift_upper"] = _over_setups(
         complete, "drift_interval", lambda values: max(v[1] for v in values)
     )
+    summary["worst_plateau_gap"] = _over_setups(complete, "plateau_gap", max)
     summary["worst_reused_loss_increase"] = _over_setups(
         complete, "reused_loss_increase", max
     )
