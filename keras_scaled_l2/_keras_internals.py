@@ -33,7 +33,8 @@
 - `saving_h5`: Keras's `.h5` saving writes the model's config under a
   global `use_legacy_config` option;
 - `guard_get_config`: an instance attribute `get_config` shadows the
-  class's wherever Keras asks a layer for its config;
+  class's wherever Keras asks a layer for its config, and Keras fills in
+  a subclass's arguments only for a `get_config` marked `_is_default`;
 - `untracked_attribute`: an entry in a layer's `__dict__` escapes Keras's
   attribute tracking.
 
@@ -48,6 +49,7 @@ term by term, so that it returns the very total Keras would return and also
 hands both parts to a recorder.
 """
 
+import functools
 import re
 import sys
 import types
@@ -200,6 +202,10 @@ def guard_get_config(model, check):
         return
     get_config = type(model).get_config
 
+    # `functools.wraps` keeps `_is_default`, the mark of Keras's own
+    # `get_config`: Keras then still fills in a subclass's constructor
+    # arguments itself (`Operation.get_config`).
+    @functools.wraps(get_config)
     def guarded(self):
         check(self)
         return get_config(self)

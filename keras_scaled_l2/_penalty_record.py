@@ -78,7 +78,16 @@ def keep_record(model: keras.layers.Layer) -> None:
     _keras_internals.untracked_attribute(
         model, _RECORD_ATTRIBUTE, lambda: _PenaltyRecord(model)
     )
-    _keras_internals.guard_get_config(model, _refuse_h5_with_anchors)
+    refuse_h5_with_anchors(model)
+
+
+def refuse_h5_with_anchors(layer: keras.layers.Layer) -> None:
+    """Makes saving `layer` as `.h5` fail while it holds starting weights.
+
+    For a layer whose config does not carry its sub-layers' penalties (an
+    attention layer, a KerasHub backbone), saved alone.
+    """
+    _keras_internals.guard_get_config(layer, _refuse_h5_with_anchors)
 
 
 def _refuse_h5_with_anchors(model: keras.layers.Layer) -> None:

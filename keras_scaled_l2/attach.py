@@ -10,7 +10,10 @@ import keras
 
 from keras_scaled_l2 import _keras_internals, _restorers
 from keras_scaled_l2._layer_walk import LayerVisit, walk_layers
-from keras_scaled_l2._penalty_record import keep_record
+from keras_scaled_l2._penalty_record import (
+    keep_record,
+    refuse_h5_with_anchors,
+)
 from keras_scaled_l2._validation import (
     invalid_argument,
     is_bool,
@@ -157,13 +160,21 @@ def attach_regularizer(
     for assignment in plan:
         if assignment.attention is not None:
             _keras_internals.set_attention_kernel_regularizer(
-                assignment.attention, assignment.regularizer
+                assignment.attention,
+                None if assignment.anchored else assignment.regularizer,
             )
         for kernel in assignment.kernels:
             _set(kernel, assignment.regularizer, attached)
     _keras_internals.drop_step_functions(model)
     if plan:
         keep_record(model)
+        if any(a.anchored for a in plan):
+            # Saved alone as .h5, these too refuse their starting weights.
+            for layer in _restorers.unsaved_layers(model):
+                refuse_h5_with_anchors(layer)
+            for assignment in plan:
+                if assignment.attention is not None:
+                    refuse_h5_with_anchors(assignment.attention)
         _warn_unless_keras_restores(model, [k for a in plan for k in a.kernels])
     return attached
 
@@ -219,6 +230,8 @@ class _Assignment(NamedTuple):
 
     kernels: list[Kernel]
     regularizer: keras.regularizers.Regularizer
+    # The attention layer whose saved regularizer this sets (anchored: its
+    # projections' own, which it cannot save, so it is cleared).
     attention: keras.layers.MultiHeadAttention | None = None
     anchored: bool = False  # toward the kernel's values now (one kernel)
 
@@ -390,9 +403,10 @@ def _plan_attention(layer, factory, explicit, anchored, plan):
         # penalty, which the layer's config cannot save (the record does),
         # and the one it saves is cleared: no reload of its config brings
         # back a penalty toward zero in their place.
-        _keras_internals.set_attention_kernel_regularizer(layer, None)
         for kernel, regularizer in zip(kernels, regularizers, strict=True):
             _plan(kernel, regularizer, True, plan)
+            if regularizer is not None:
+                plan[-1] = plan[-1]._replace(attention=layer)
         return
     regularizer = regularizers[0]
     same = all(same_penalty(regularizer, r) for r in regularizers)

@@ -129,12 +129,12 @@ class ScaledRegularizer(
                 "as its config says",
                 shown(f"<array of shape {values.shape}>"),
             )
-        if self._anchor is not None and (
-            keras.backend.standardize_dtype(self._anchor.dtype)
-            == str(values.dtype)
-        ):
-            # Reloaded weights: the variable that traced steps read.
-            self._anchor.assign(values)
+        if self._anchor is not None:
+            # Reloaded weights: into the variable that traced TensorFlow and
+            # PyTorch steps read (a jitted JAX step holds the old values
+            # until it is traced again), in the dtype it holds.
+            held = keras.backend.standardize_dtype(self._anchor.dtype)
+            self._anchor.assign(values.astype(held))
             return
         # A Keras variable: TensorFlow's and PyTorch's steps read it, it is
         # mirrored under `tf.distribute` and laid out (replicated) under a

@@ -353,6 +353,34 @@ def test_a_shared_scaled_regularizer_saves_once_and_reloads_everywhere(
     )
     model.save_weights(tmp_path / "model.weights.h5")
     loaded.load_weights(tmp_path / "model.weights.h5")
+    np.testing.assert_allclose(
+        [float(p) for p in loaded.losses],
+        [float(p) for p in model.losses],
+        rtol=1e-6,
+    )
+
+
+class _Subclassed(keras.Model):
+    """A subclassed model without `get_config`: Keras writes its config."""
+
+    def __init__(self, units=3, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.dense = keras.layers.Dense(units)
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+
+def test_a_guarded_get_config_still_holds_a_subclass_arguments():
+    model = _Subclassed(units=5)
+    unguarded = model.get_config()
+    assert "units" in unguarded
+    checked = []
+    _keras_internals.guard_get_config(model, checked.append)
+    assert "get_config" in vars(model)
+    assert model.get_config() == unguarded
+    assert checked == [model]
 
 
 def test_saving_h5_is_seen_while_an_h5_file_is_written(tmp_path):

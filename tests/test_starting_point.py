@@ -277,9 +277,15 @@ def test_attach_refuses_what_it_cannot_anchor():
     with pytest.raises(ValueError, match="found no kernel of 'tuned'"):
         attach_regularizer(model, ScaledL2(0.1), anchor=[])
     assert model.losses == []  # nothing was attached by the refusals
+    # Nor changed: the regularizer an attention layer saves stays.
+    attending = _attending_layers()
+    with pytest.raises(ValueError, match="Received: regularizer=<keras"):
+        attach_regularizer(attending, keras.regularizers.L2(0.1), anchor=True)
+    saved = attending.get_layer("attention").get_config()["kernel_regularizer"]
+    assert saved["class_name"] == "ScaledL2"
 
 
-def _attending():
+def _attending_layers():
     """A functional model whose only kernels are attention projections."""
     inputs = keras.Input((6,))
     tokens = keras.layers.Reshape((2, 3))(inputs)
@@ -287,7 +293,12 @@ def _attending():
         1, 3, name="attention", kernel_regularizer=ScaledL2(0.3, "size")
     )
     outputs = keras.layers.Flatten()(attention(tokens, tokens))
-    model = keras.Model(inputs, outputs, name="attending")
+    return keras.Model(inputs, outputs, name="attending")
+
+
+def _attending():
+    """`_attending_layers`, its projections toward their starting weights."""
+    model = _attending_layers()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the attention's is recorded
         attach_regularizer(model, ScaledL2(0.1), anchor=True)
@@ -310,6 +321,14 @@ def test_h5_refuses_starting_weights(tmp_path):
     with pytest.raises(ValueError, match=r"A \.h5 file cannot hold"):
         attending.save(str(tmp_path / "attending.h5"))
     attending.save(str(tmp_path / "attending.keras"))  # .keras holds them
+    # Inside another model, and then saved alone: still refused.
+    inputs = keras.Input((6,))
+    outer = keras.Model(inputs, _attending_layers()(inputs), name="outer")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the attention's is recorded
+        attach_regularizer(outer, ScaledL2(0.1), anchor=True)
+    with pytest.raises(ValueError, match=r"A \.h5 file cannot hold"):
+        outer.get_layer("attending").save(str(tmp_path / "inner.h5"))
 
 
 def test_weights_files_carry_the_starting_weights(tmp_path):

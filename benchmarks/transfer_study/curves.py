@@ -63,7 +63,9 @@ def seed_losses(records, config, variant_name, lattice_only=True):
     )
     for r in chosen:
         at = seeds.index(r["seed"]), int(np.searchsorted(factors, r["factor"]))
-        losses[at] = np.nan_to_num(r["test_data_loss"], nan=np.inf)
+        losses[at] = np.nan_to_num(
+            r["test_data_loss"], nan=np.inf, posinf=np.inf
+        )
         metrics[at] = r["test_metric"] or 0.0
         collapsed[at] = r["collapsed"]
     return factors, losses, metrics, collapsed
@@ -173,7 +175,8 @@ def plateau(factors, losses, rng):
     in its plateau when the 95 % bootstrap interval of the mean paired
     difference `loss(f) - loss(best)` (seeds resampled, the same draw for
     every factor) reaches down to zero: its lower end is at most zero. A
-    diverged run (infinite loss) keeps its factor out. With one seed there
+    diverged run (infinite loss) keeps its factor out (the best, even
+    diverged, is its own plateau). With one seed there
     is nothing to resample: the plateau is the best factor alone. The
     plateau is reported as its smallest and largest factor.
     """
@@ -187,7 +190,9 @@ def plateau(factors, losses, rng):
         finite = np.all(np.isfinite(differences), axis=0)
         means = np.where(finite, differences, 0.0)[draws].mean(axis=1)
         lower = np.percentile(means, 2.5, axis=0)
-        inside = [i for i in range(len(factors)) if finite[i] and lower[i] <= 0]
+        inside += [
+            i for i in range(len(factors)) if finite[i] and lower[i] <= 0
+        ]
     return [float(factors[min(inside)]), float(factors[max(inside)])]
 
 
