@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import keras
 import numpy as np
+from transfer_study.curves import mean_interval
 from transfer_study.data import load_data
 
 from keras_scaled_l2 import ScaledL2, attach_regularizer
@@ -170,14 +171,8 @@ def run_seed(seed, settings):
 
 def bootstrap(values, draws=10000, seed=0):
     """Mean and 95 % percentile interval of the mean, over seeds."""
-    values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (draws, len(values)))].mean(1)
-    return {
-        "mean": float(values.mean()),
-        "low": float(np.percentile(means, 2.5)),
-        "high": float(np.percentile(means, 97.5)),
-    }
+    low, high = mean_interval(values, np.random.default_rng(seed), draws)
+    return {"mean": float(np.mean(values)), "low": low, "high": high}
 
 
 def summarize(per_seed, factors):

@@ -236,6 +236,9 @@ class _Assignment(NamedTuple):
     anchored: bool = False  # toward the kernel's values now (one kernel)
 
 
+_SUPPORTED = ", ".join(sorted(k.__name__ for k in SUPPORTED_LAYERS))
+"""The layer classes whose kernels `attach_regularizer` knows, for errors."""
+
 _EVERY_KERNEL = "every kernel"
 """`anchor=True`: every kernel the call penalises pulls toward its start."""
 
@@ -289,7 +292,7 @@ def _anchored(plan, model):
             f"attach_regularizer found no kernel of '{model.name}' to anchor "
             "to its starting weights: `anchor` (and `include` / `exclude`) "
             "select no layer holding one of the kinds it knows. Supported: "
-            f"{', '.join(sorted(k.__name__ for k in SUPPORTED_LAYERS))}."
+            f"{_SUPPORTED}."
         )
     return anchored
 
@@ -367,7 +370,7 @@ def _walk(model, factory, include, exclude, anchor, plan):
                 f"attach_regularizer cannot attach a penalty to layer "
                 f"'{layer.name}' ({type(layer).__name__}): it has no kernel "
                 "of a kind it knows. Supported: "
-                f"{', '.join(sorted(k.__name__ for k in SUPPORTED_LAYERS))}."
+                f"{_SUPPORTED}."
             )
 
 

@@ -14,11 +14,11 @@
 import numpy as np
 
 from transfer_study.curves import (
-    BOOTSTRAP_SAMPLES,
     TARGET_DRIFT,
     axis_entry,
     complete_seeds,
     entry_rng,
+    mean_interval,
     seed_losses,
 )
 from transfer_study.derived import CANDIDATE_AXES
@@ -128,11 +128,7 @@ def baselines(records, settings):
         interval = None
         if len(accuracies) > 1:
             rng = entry_rng(f"baseline/{setup.family}/{setup.optimizer}")
-            draws = rng.integers(
-                0, len(accuracies), (BOOTSTRAP_SAMPLES, len(accuracies))
-            )
-            means = accuracies[draws].mean(axis=1)
-            interval = [float(q) for q in np.percentile(means, [2.5, 97.5])]
+            interval = mean_interval(accuracies, rng)
         published = PUBLISHED_ACCURACY.get(setup.family)
         mean = float(accuracies.mean())
         found.append(

@@ -94,6 +94,18 @@ def complete_seeds(records, configs_by_axis):
     return sorted(found)
 
 
+def mean_interval(values, rng, samples=BOOTSTRAP_SAMPLES):
+    """`[low, high]`: the 95 % bootstrap interval of the mean of `values`.
+
+    The values (one per seed) are resampled with replacement `samples`
+    times; the ends are the 2.5 and 97.5 percentiles of the means.
+    """
+    values = np.asarray(values, dtype=float)
+    draws = rng.integers(0, len(values), (samples, len(values)))
+    means = values[draws].mean(axis=1)
+    return [float(q) for q in np.percentile(means, [2.5, 97.5])]
+
+
 def entry_rng(key):
     """A bootstrap generator of its own for each entry, seeded by its key.
 
