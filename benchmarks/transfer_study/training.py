@@ -172,11 +172,16 @@ def data_losses(y, predictions):
     return np.mean((predictions.astype(np.float64) - y) ** 2, axis=0)
 
 
-def group_members(group, settings):
-    """`(variant, factor)` per member; `(None, 0.0)`: unpenalized."""
+def group_members(group, settings, variants=None):
+    """`(variant, factor)` per member; `(None, 0.0)`: unpenalized.
+
+    `variants`: the names of the variants to train, of those the study
+    trains in this group (default: all of them).
+    """
     members = [
         (variant, factor)
         for variant in trained_variants(group, settings)
+        if variants is None or variant.name in variants
         for factor in factor_grid(variant, group.setup, settings)
     ]
     if trains_derived(group.data):
@@ -184,10 +189,13 @@ def group_members(group, settings):
     return members
 
 
-def train_group(group, settings):
-    """Trains one `Group`; returns one record per member."""
+def train_group(group, settings, variants=None):
+    """Trains one `Group`; returns one record per member.
+
+    `variants`: only these (by name; see `group_members`).
+    """
     (x, y), (x_test, y_test) = load_data(group.data, group.num_train, settings)
-    members = group_members(group, settings)
+    members = group_members(group, settings, variants)
     regularizers = [member_regularizer(v, f, group) for v, f in members]
     decays = [member_decay(v, f, group) for v, f in members]
     keras.utils.clear_session()

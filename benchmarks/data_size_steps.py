@@ -1,0 +1,290 @@
+"""Does the best factor move with the rows, or with the number of steps?
+
+The transfer study (`lambda_transfer.py`) trains every model for a fixed
+number of epochs, so its reference model on 4x fewer rows also takes about
+4x fewer optimizer steps. Along its data-size axis two things change at
+once: how much data the penalty competes with, and how long it pulls.
+
+This trains the reference model of each MLP and CNN setup on the fewer
+rows again, for as many steps as the study's run on all rows (the epochs
+scaled by the ratio of steps per epoch), with the same grids, seeds,
+batch size and learning rate, and compares three best factors per rule:
+
+- fewer rows, the study's epochs (the study's own run: fewer steps);
+- fewer rows, as many steps as on all rows (trained here);
+- all rows (the study's own run).
+
+For each pair (fewer rows, all rows) it gives the ratio of the best
+factors, its 95 % bootstrap interval over the seeds, and the exponent `a`
+of `best ~ rows**-a` that the ratio implies: `a = 1` is the `lambda/(2m)`
+convention (`num_examples`), `a = 0` leaves the factor alone.
+
+Rules: plain L2 (`none`; on one model `none/kernels` trains the same
+networks), `none+num_examples` and, under AdamW, Keras's decay (`adamw`).
+The transformer is left out: its test loss is flat in the factor, so its
+best factor is not determined along any axis (see the scales page).
+
+    KERAS_BACKEND=jax python benchmarks/data_size_steps.py
+    python benchmarks/data_size_steps.py --no-train   # summarize only
+
+It resumes from the records in `results/data_size_steps.json`, and reads
+the study's records from `results/lambda_transfer.json`.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras
+import numpy as np
+from lambda_transfer import RESULTS, write
+from transfer_study.curves import (
+    BOOTSTRAP_SAMPLES,
+    axis_entry,
+    best_factor,
+    entry_rng,
+    seed_losses,
+)
+from transfer_study.derived import with_derived_records
+from transfer_study.settings import FULL, SETUPS, Group
+from transfer_study.training import train_group
+
+FAMILIES = ("mlp", "cnn")
+VARIANTS = {
+    "coupled": ("none", "none+num_examples"),
+    "adamw": ("adamw",),
+}
+"""Per kind of setup, the rules compared (trained, or derived from them)."""
+PAIRS = ("equal epochs", "equal steps")
+
+
+def steps_per_epoch(rows, batch_size):
+    return math.ceil(rows / batch_size)
+
+
+def equal_steps_epochs(data, settings=FULL):
+    """Epochs on the fewer rows that take as many steps as on all rows."""
+    rows, fewer = settings.num_train[data]
+    batch = settings.batch_size[data]
+    steps = settings.epochs[data] * steps_per_epoch(rows, batch)
+    return round(steps / steps_per_epoch(fewer, batch))
+
+
+def setups(families=FAMILIES):
+    return [s for s in SETUPS if s.family in families]
+
+
+def variants_of(setup):
+    return VARIANTS["adamw" if setup.optimizer == "adamw" else "coupled"]
+
+
+def trained_names(setup):
+    """The variants to train: on MNIST-1D the `num_examples` one is derived
+    from `none` (`derived.py`)."""
+    names = variants_of(setup)
+    if setup.data == "mnist1d":
+        return tuple(n for n in names if "num_examples" not in n)
+    return names
+
+
+def to_train(settings=FULL, families=FAMILIES):
+    """The groups: each setup's reference model on the fewer rows."""
+    result = []
+    for seed in settings.seeds:
+        for setup in setups(families):
+            width, depth = settings.shapes_of(setup).reference
+            fewer = settings.num_train[setup.data][1]
+            result.append(Group(*setup, width, depth, fewer, seed))
+    return result
+
+
+def train(group, settings=FULL):
+    epochs = equal_steps_epochs(group.data, settings)
+    longer = dataclasses.replace(
+        settings, epochs={**settings.epochs, group.data: epochs}
+    )
+    records = train_group(group, longer, trained_names(group.setup))
+    steps = epochs * steps_per_epoch(
+        group.num_train, settings.batch_size[group.data]
+    )
+    return [{**r, "epochs": epochs, "steps": steps} for r in records]
+
+
+def summarize(records, study_records, settings=FULL, families=FAMILIES):
+    """Per setup and rule, the best factors on fewer and on all rows."""
+    records = with_derived_records(records)
+    study_records = with_derived_records(study_records)
+    result = []
+    for setup in setups(families):
+        width, depth = settings.shapes_of(setup).reference
+        rows, fewer = settings.num_train[setup.data]
+
+        def config(n, setup=setup, width=width, depth=depth):
+            return {
+                **setup._asdict(),
+                "width": width,
+                "depth": depth,
+                "num_train": n,
+            }
+
+        seeds = sorted(
+            {r["seed"] for r in records if _matches(r, config(fewer))}
+        )
+        if not seeds:
+            continue
+        batch = settings.batch_size[setup.data]
+        epochs = settings.epochs[setup.data]
+        longer = equal_steps_epochs(setup.data, settings)
+        entry = {
+            **setup._asdict(),
+            "seeds": seeds,
+            "complete": seeds == list(settings.seeds),
+            "num_train": [fewer, rows],
+            "epochs": {
+                "equal epochs": [epochs, epochs],
+                "equal steps": [longer, epochs],
+            },
+            "steps": {
+                "equal epochs": [
+                    epochs * steps_per_epoch(fewer, batch),
+                    epochs * steps_per_epoch(rows, batch),
+                ],
+                "equal steps": [
+                    longer * steps_per_epoch(fewer, batch),
+                    epochs * steps_per_epoch(rows, batch),
+                ],
+            },
+            "rules": [],
+        }
+        for name in variants_of(setup):
+            study = [r for r in study_records if r["seed"] in seeds]
+            large = seed_losses(study, config(rows), name)
+            rule = {"variant": name}
+            for pair, source in zip(PAIRS, (study, records), strict=True):
+                small = seed_losses(source, config(fewer), name)
+                key = f"{'/'.join(setup)}/{name}/{pair}"
+                rule[pair] = _pair_entry(
+                    axis_entry([small, large], key),
+                    key,
+                    small,
+                    large,
+                    rows / fewer,
+                )
+            entry["rules"].append(rule)
+        result.append(entry)
+    return {"setups": result}
+
+
+def _matches(record, config):
+    return all(record[field] == value for field, value in config.items())
+
+
+def _pair_entry(entry, key, small, large, rows_ratio):
+    """`axis_entry`'s fields, plus the signed ratio and its exponent.
+
+    `ratio` is the best factor on the fewer rows over that on all rows;
+    `ratio_interval` its 95 % bootstrap interval (the seeds resampled, the
+    same draw for both); `exponent` is `log(ratio) / log(rows ratio)`.
+    """
+    fewer, rows = entry["best_factors"]
+    ratios = []
+    rng = entry_rng(key + "/ratio")
+    num_seeds = len(small[1])
+    for _ in range(BOOTSTRAP_SAMPLES):
+        draw = rng.integers(0, num_seeds, num_seeds)
+        ratios.append(
+            best_factor(small[0], small[1][draw].mean(axis=0))[0]
+            / best_factor(large[0], large[1][draw].mean(axis=0))[0]
+        )
+    keep = (
+        "best_factors",
+        "at_edge",
+        "plateaus",
+        "plateau_gap",
+        "depth_of_minimum",
+    )
+    return {
+        **{field: entry[field] for field in keep},
+        "ratio": fewer / rows,
+        "ratio_interval": [
+            float(q) for q in np.percentile(ratios, [2.5, 97.5])
+        ],
+        "exponent": math.log(fewer / rows) / math.log(rows_ratio),
+    }
+
+
+def format_table(summary):
+    header = (
+        "| setup | rule | fewer rows, equal epochs / all rows | exponent "
+        "| fewer rows, equal steps / all rows | exponent |"
+    )
+    lines = [header, "|---|---|---:|---:|---:|---:|"]
+    for setup in summary["setups"]:
+        name = f"{setup['family']}/{setup['data']}/{setup['optimizer']}"
+        for rule in setup["rules"]:
+            cells = []
+            for pair in PAIRS:
+                e = rule[pair]
+                low, high = e["ratio_interval"]
+                edge = " (edge)" if any(e["at_edge"]) else ""
+                cells += [
+                    f"{e['ratio']:.2f}x [{low:.2f}, {high:.2f}]{edge}",
+                    f"{e['exponent']:+.2f}",
+                ]
+            lines.append(
+                f"| {name} | `{rule['variant']}` | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    arguments = parser.parse_args(argv)
+    families = tuple(arguments.families.split(","))
+    path = RESULTS / "data_size_steps.json"
+    study = json.loads((RESULTS / "lambda_transfer.json").read_text())
+    backend = study["backend"]
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    records = saved.get("records", [])
+    if not arguments.no_train and keras.config.backend() != backend:
+        raise SystemExit(f"train with KERAS_BACKEND={backend}, the study's")
+    base = {
+        "backend": backend,
+        "settings": {
+            "study": "lambda_transfer.json",
+            "families": list(FAMILIES),
+            "variants": {k: list(v) for k, v in VARIANTS.items()},
+        },
+    }
+    done = {Group.of_record(r).key for r in records}
+    todo = (
+        []
+        if arguments.no_train
+        else [g for g in to_train(FULL, families) if g.key not in done]
+    )
+    start = time.perf_counter()
+    for index, group in enumerate(todo, 1):
+        records += train(group)
+        write(path, {**base, "records": records, "summary": None})
+        print(
+            f"[{index}/{len(todo)}] {group.key} "
+            f"{records[-1]['group_seconds']:.1f} s "
+            f"(total {time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+    summary = summarize(records, study["records"])
+    write(path, {**base, "records": records, "summary": summary})
+    print(format_table(summary))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
