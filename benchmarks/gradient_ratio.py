@@ -1,8 +1,8 @@
 """Why a factor drifts: each layer's penalty gradient against its data gradient.
 
-For the reference MLP of the transfer study and its widest and deepest
-variants, on the synthetic data, trains one network per (optimizer,
-variant) at the factor that was best on the reference model (read from
+For the reference MLP of the transfer study and its widest, deepest and
+shallowest variants, trains one network per (optimizer, variant) at the
+factor that was best on the reference model (read from
 `results/lambda_transfer.json`), and prints, per layer, the ratio
 
     r = |d penalty / d kernel| / |d data loss / d kernel|
@@ -12,11 +12,18 @@ initialisation and after training, and their sum over the layers: how hard
 the penalty pulls the whole network against the data. A factor transfers
 when that pull stays put as the model grows.
 
-    python benchmarks/gradient_ratio.py          # needs TensorFlow
+Two data sets: the synthetic tabular data (widths 256 and 1024 at depth 4,
+depths 2, 4 and 8) and MNIST-1D (width 128, depths 1, 2 and 4), each with
+Adam and SGD, plain L2 and `none/kernels` (and `balanced` on the
+synthetic data).
 
-Writes `results/gradient_ratio.json`.
+    python benchmarks/gradient_ratio.py                  # synthetic
+    python benchmarks/gradient_ratio.py --data mnist1d   # needs TensorFlow
+
+Writes the rows of that data set into `results/gradient_ratio.json`.
 """
 
+import argparse
 import json
 import os
 import pathlib
@@ -30,23 +37,42 @@ import keras
 import numpy as np
 import tensorflow as tf
 from transfer_study.data import load_data
-from transfer_study.models import build_group
+from transfer_study.models import CLASSES, build_mlp_group
 from transfer_study.settings import FULL, L2_VARIANTS, Group, Setup
-from transfer_study.training import make_optimizer, member_regularizer
+from transfer_study.training import (
+    group_cross_entropy,
+    group_mse,
+    make_optimizer,
+    member_regularizer,
+)
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-SHAPES = ((256, 4), (1024, 4), (256, 8), (256, 2))
-"""(width, depth): the reference, the widest, the deepest, the shallowest."""
+SHAPES = {
+    "synthetic": ((256, 4), (1024, 4), (256, 8), (256, 2)),
+    "mnist1d": ((128, 2), (128, 4), (128, 1)),
+}
+"""(width, depth): the reference first, then the widest, deepest, shallowest."""
+VARIANTS = {
+    "synthetic": ("balanced", "none", "none/kernels"),
+    "mnist1d": ("none", "none/kernels"),
+}
+LOSSES = {
+    "synthetic": group_mse,
+    "diabetes": group_mse,
+    "mnist1d": group_cross_entropy,
+}
+OUTPUTS = {"synthetic": 1, "diabetes": 1, "mnist1d": CLASSES}
+DECAY_WIDTHS = (64, 256, 1024)
+"""With `--decay`: the tabular MLP's widths, at its reference depth 4."""
 
 
-def layer_ratios(model, x, y):
+def layer_ratios(model, x, y, loss):
     """Per kernel, |penalty gradient| / |data gradient| (float64 norms)."""
     kernels = [
         layer.kernel for layer in model.layers if hasattr(layer, "kernel")
     ]
     with tf.GradientTape(persistent=True) as tape:
-        predictions = model(x)[:, 0]
-        data_loss = tf.reduce_mean(tf.square(predictions - y))
+        data_loss = tf.reduce_mean(loss(y, model(x)))
         penalties = [layer.losses[0] for layer in model.layers if layer.losses]
     ratios = []
     for kernel, penalty in zip(kernels, penalties, strict=True):
@@ -56,67 +82,59 @@ def layer_ratios(model, x, y):
     return ratios
 
 
-def best_reference_factors(summary):
-    """Per (optimizer, variant), the best factor of the reference model."""
-    shapes = FULL.shapes_of(Setup("mlp", "synthetic", "adam"))
+def kernel_rms(model):
+    """Per kernel, the root mean square of its weights (float64)."""
+    return [
+        float(np.sqrt(np.mean(layer.kernel.numpy().astype(np.float64) ** 2)))
+        for layer in model.layers
+        if hasattr(layer, "kernel")
+    ]
+
+
+def best_reference_factors(summary, data):
+    """Per (optimizer, variant), the best factor of the reference MLP."""
+    shapes = FULL.shapes_of(Setup("mlp", data, "adam"))
     reference = shapes.widths.index(shapes.reference[0])
     return {
         (setup["optimizer"], row["variant"]): row["width"]["best_factors"][
             reference
         ]
         for setup in summary["setups"]
-        if (setup["family"], setup["data"]) == ("mlp", "synthetic")
+        if (setup["family"], setup["data"]) == ("mlp", data)
         and setup["optimizer"] != "adamw"
         for row in setup["scales"]
-        if "width" in row
+        if row["variant"] in VARIANTS[data]
     }
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", choices=sorted(LOSSES), default="synthetic")
+    parser.add_argument(
+        "--decay",
+        action="store_true",
+        help="AdamW at one decay across width: its kernels' scale",
+    )
+    arguments = parser.parse_args(argv)
+    data = arguments.data
     summary = json.loads((RESULTS / "lambda_transfer.json").read_text())[
         "summary"
     ]
-    factors = best_reference_factors(summary)
-    num_train = FULL.num_train["synthetic"][0]
-    (x, y), _ = load_data("synthetic", num_train, FULL)
+    if arguments.decay:
+        rows = measure_decay(summary, data)
+        _write_rows(
+            rows, lambda r: r["optimizer"] == "adamw" and r["data"] == data
+        )
+        return
+    factors = best_reference_factors(summary, data)
+    num_train = FULL.num_train[data][0]
+    (x, y), _ = load_data(data, num_train, FULL)
     rows = []
     for (optimizer, name), factor in sorted(factors.items()):
         variant = next(v for v in L2_VARIANTS if v.name == name)
-        for width, depth in SHAPES:
-            group = Group(
-                "mlp", "synthetic", optimizer, width, depth, num_train, 0
-            )
-            keras.utils.clear_session()
-            keras.utils.set_random_seed(0)
-            model = build_group(
-                [member_regularizer(variant, factor, group)],
-                x.shape[1],
-                width,
-                depth,
-                seed=0,
-            )
-            model.compile(
-                optimizer=make_optimizer(optimizer), loss="mean_squared_error"
-            )
-            at_init = layer_ratios(model, x, y)
-            model.fit(
-                x,
-                y,
-                epochs=FULL.epochs["synthetic"],
-                batch_size=FULL.batch_size["synthetic"],
-                verbose=0,
-            )
-            rows.append(
-                {
-                    "optimizer": optimizer,
-                    "variant": name,
-                    "factor": factor,
-                    "width": width,
-                    "depth": depth,
-                    "at_init": at_init,
-                    "trained": layer_ratios(model, x, y),
-                }
-            )
+        for width, depth in SHAPES[data]:
+            group = Group("mlp", data, optimizer, width, depth, num_train, 0)
+            rows.append(train_and_measure(group, variant, factor, x, y))
             row = rows[-1]
             print(
                 f"{optimizer:4} {name:13} w{width:<5} d{depth}  "
@@ -124,9 +142,107 @@ def main():
                 f"{_short(row['trained'])}",
                 flush=True,
             )
-    (RESULTS / "gradient_ratio.json").write_text(
-        json.dumps({"rows": rows}, indent=1) + "\n"
+    _write_rows(rows, lambda r: r["optimizer"] != "adamw" and r["data"] == data)
+
+
+def _write_rows(rows, replaced):
+    """`rows` into the results file, in place of the rows `replaced` picks."""
+    path = RESULTS / "gradient_ratio.json"
+    kept = (
+        [r for r in json.loads(path.read_text())["rows"] if not replaced(r)]
+        if path.exists()
+        else []
     )
+    path.write_text(json.dumps({"rows": kept + rows}, indent=1) + "\n")
+
+
+def measure_decay(summary, data):
+    """AdamW at the reference's best decay, on each width: each kernel's
+    root mean square weight at initialisation and after training."""
+    (decay,) = [
+        row["width"]["best_factors"][DECAY_WIDTHS.index(256)]
+        for setup in summary["setups"]
+        if (setup["family"], setup["data"], setup["optimizer"])
+        == ("mlp", data, "adamw")
+        for row in setup["scales"]
+        if row["variant"] == "adamw"
+    ]
+    num_train = FULL.num_train[data][0]
+    (x, y), _ = load_data(data, num_train, FULL)
+    rows = []
+    for width in DECAY_WIDTHS:
+        keras.utils.clear_session()
+        keras.utils.set_random_seed(0)
+        model = build_mlp_group([None], x.shape[1], width, 4, 0, OUTPUTS[data])
+        optimizer = make_optimizer(
+            "adamw", [decay], FULL.learning_rates[data]["adamw"]
+        )
+        model.compile(optimizer=optimizer, loss=LOSSES[data])
+        at_init = kernel_rms(model)
+        model.fit(
+            x,
+            y,
+            epochs=FULL.epochs[data],
+            batch_size=FULL.batch_size[data],
+            verbose=0,
+        )
+        rows.append(
+            {
+                "data": data,
+                "optimizer": "adamw",
+                "variant": "adamw",
+                "factor": decay,
+                "width": width,
+                "depth": 4,
+                "rms_at_init": at_init,
+                "rms_trained": kernel_rms(model),
+            }
+        )
+        row = rows[-1]
+        print(
+            f"adamw w{width:<5} d4  rms init {_short(row['rms_at_init'])}  "
+            f"trained {_short(row['rms_trained'])}",
+            flush=True,
+        )
+    return rows
+
+
+def train_and_measure(group, variant, factor, x, y):
+    """One network at `factor`: its ratios at initialisation and trained."""
+    data = group.data
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(group.seed)
+    model = build_mlp_group(
+        [member_regularizer(variant, factor, group)],
+        x.shape[1],
+        group.width,
+        group.depth,
+        group.seed,
+        OUTPUTS[data],
+    )
+    learning_rate = FULL.learning_rates[data][group.optimizer]
+    model.compile(
+        optimizer=make_optimizer(group.optimizer, None, learning_rate),
+        loss=LOSSES[data],
+    )
+    at_init = layer_ratios(model, x, y, LOSSES[data])
+    model.fit(
+        x,
+        y,
+        epochs=FULL.epochs[data],
+        batch_size=FULL.batch_size[data],
+        verbose=0,
+    )
+    return {
+        "data": data,
+        "optimizer": group.optimizer,
+        "variant": variant.name,
+        "factor": factor,
+        "width": group.width,
+        "depth": group.depth,
+        "at_init": at_init,
+        "trained": layer_ratios(model, x, y, LOSSES[data]),
+    }
 
 
 def _short(ratios):
