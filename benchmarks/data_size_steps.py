@@ -63,6 +63,11 @@ VARIANTS = {
 }
 """Per kind of setup, the rules compared (trained, or derived from them)."""
 PAIRS = ("equal epochs", "equal steps")
+CLIFF_MARGIN = 3.0
+"""The capped rule's margin below the collapse cliff: the factor on the
+fewer rows is the one on all rows times the ratio of rows (`lambda/(2m)`),
+but at most the cliff over this. Chosen after seeing these results (no
+best factor on the fewer rows lay closer than 2.9x below its cliff)."""
 
 
 def steps_per_epoch(rows, batch_size):
@@ -176,6 +181,7 @@ def summarize(records, study_records, settings=FULL, families=FAMILIES):
                     small,
                     large,
                     rows / fewer,
+                    capped="num_examples" not in name,
                 )
             entry["rules"].append(rule)
         result.append(entry)
@@ -186,12 +192,18 @@ def _matches(record, config):
     return all(record[field] == value for field, value in config.items())
 
 
-def _pair_entry(entry, key, small, large, rows_ratio):
+def _pair_entry(entry, key, small, large, rows_ratio, capped):
     """`axis_entry`'s fields, plus the signed ratio and its exponent.
 
     `ratio` is the best factor on the fewer rows over that on all rows;
     `ratio_interval` its 95 % bootstrap interval (the seeds resampled, the
     same draw for both); `exponent` is `log(ratio) / log(rows ratio)`.
+    `collapse_factors`, per configuration: the smallest grid factor at which
+    at least half the seeds collapsed to a constant output (`None`: none
+    on the grid), the cliff a best factor cannot pass. With `capped`, the
+    capped rule's prediction for the fewer rows (`CLIFF_MARGIN`) and its
+    `capped_miss`, the ratio of the larger to the smaller of prediction and
+    best (1: exact).
     """
     fewer, rows = entry["best_factors"]
     ratios = []
@@ -210,22 +222,61 @@ def _pair_entry(entry, key, small, large, rows_ratio):
         "plateau_gap",
         "depth_of_minimum",
     )
-    return {
+    cliffs = [_collapse_factor(c) for c in (small, large)]
+    result = {
         **{field: entry[field] for field in keep},
         "ratio": fewer / rows,
         "ratio_interval": [
             float(q) for q in np.percentile(ratios, [2.5, 97.5])
         ],
         "exponent": math.log(fewer / rows) / math.log(rows_ratio),
+        "collapse_factors": cliffs,
     }
+    if capped:
+        predicted = rows * rows_ratio
+        if cliffs[0] is not None:
+            predicted = min(predicted, cliffs[0] / CLIFF_MARGIN)
+        result["capped_prediction"] = predicted
+        result["capped_miss"] = max(predicted / fewer, fewer / predicted)
+    return result
+
+
+def _collapse_factor(curve):
+    factors, _, _, collapsed = curve
+    at = np.flatnonzero(collapsed.mean(axis=0) >= 0.5)
+    return float(factors[at[0]]) if len(at) else None
+
+
+def _headroom(cliff, best):
+    """How far the collapse cliff lies above the best factor."""
+    return "beyond the grid" if cliff is None else f"{cliff / best:.1f}x"
+
+
+def capped_table(summary):
+    """Per setup: how far the capped rule misses the best on fewer rows."""
+    lines = [
+        "| setup | rule | equal epochs: miss | equal steps: miss |",
+        "|---|---|---:|---:|",
+    ]
+    for setup in summary["setups"]:
+        name = f"{setup['family']}/{setup['data']}/{setup['optimizer']}"
+        for rule in setup["rules"]:
+            if "capped_miss" not in rule["equal steps"]:
+                continue
+            cells = [f"{rule[pair]['capped_miss']:.2f}x" for pair in PAIRS]
+            lines.append(
+                f"| {name} | `{rule['variant']}` | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines)
 
 
 def format_table(summary):
     header = (
         "| setup | rule | fewer rows, equal epochs / all rows | exponent "
-        "| fewer rows, equal steps / all rows | exponent |"
+        "| fewer rows, equal steps / all rows | exponent "
+        "| cliff / best, all rows | cliff / best, fewer rows, equal steps |"
     )
-    lines = [header, "|---|---|---:|---:|---:|---:|"]
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
     for setup in summary["setups"]:
         name = f"{setup['family']}/{setup['data']}/{setup['optimizer']}"
         for rule in setup["rules"]:
@@ -238,6 +289,13 @@ def format_table(summary):
                     f"{e['ratio']:.2f}x [{low:.2f}, {high:.2f}]{edge}",
                     f"{e['exponent']:+.2f}",
                 ]
+            steps = rule["equal steps"]
+            fewer_cliff, all_cliff = steps["collapse_factors"]
+            fewer_best, all_best = steps["best_factors"]
+            cells += [
+                _headroom(all_cliff, all_best),
+                _headroom(fewer_cliff, fewer_best),
+            ]
             lines.append(
                 f"| {name} | `{rule['variant']}` | " + " | ".join(cells) + " |"
             )
@@ -284,6 +342,8 @@ def main(argv=None):
     summary = summarize(records, study["records"])
     write(path, {**base, "records": records, "summary": summary})
     print(format_table(summary))
+    print()
+    print(capped_table(summary))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,111 @@
+"""The data-size axis at equal steps: its arithmetic, its published numbers."""
+
+import json
+import math
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+from nested_close import assert_nested_close
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import data_size_steps  # noqa: E402
+from transfer_study.curves import axis_entry  # noqa: E402
+from transfer_study.settings import FULL, Group  # noqa: E402
+
+pytestmark = pytest.mark.run_once  # numpy and JSON only, no backend
+# Means, logs and parabola vertices that numpy recomputes: see
+# test_lambda_transfer.SUMMARY_RTOL.
+SUMMARY_RTOL = 1e-9
+
+
+def test_fewer_rows_train_for_the_steps_of_all_rows():
+    for data, epochs in {
+        "synthetic": 40,
+        "diabetes": 110,
+        "mnist1d": 120,
+    }.items():
+        assert data_size_steps.equal_steps_epochs(data) == epochs
+        rows, fewer = FULL.num_train[data]
+        batch = FULL.batch_size[data]
+        # Keras takes ceil(rows / batch) steps an epoch.
+        assert epochs * math.ceil(fewer / batch) == FULL.epochs[
+            data
+        ] * math.ceil(rows / batch)
+
+
+def _curve(best_log10, cliff_log10=None, seeds=3):
+    """A curve with its minimum on a grid point and a collapse from a factor."""
+    factors = 10 ** np.arange(-4.0, 0.01, 0.5)
+    losses = np.tile(1 + (np.log10(factors) - best_log10) ** 2, (seeds, 1))
+    collapsed = np.zeros_like(losses)
+    if cliff_log10 is not None:
+        collapsed[:, np.log10(factors) >= cliff_log10 - 1e-9] = 1.0
+    return factors, losses, np.zeros_like(losses), collapsed
+
+
+@pytest.mark.parametrize(
+    ("cliff_log10", "predicted"),
+    [
+        (-0.5, 4 * 10**-2.5),  # far cliff: the rows' ratio
+        (-1.5, 10**-1.5 / 3),  # near cliff: a third of it
+    ],
+)
+def test_pair_entry_ratio_exponent_cliff_and_capped_rule(
+    cliff_log10, predicted
+):
+    small = _curve(-2.0, cliff_log10)
+    large = _curve(-2.5, -1.0)
+    entry = data_size_steps._pair_entry(
+        axis_entry([small, large], "test"), "test", small, large, 4.0, True
+    )
+    assert entry["best_factors"] == pytest.approx([1e-2, 10**-2.5], rel=1e-12)
+    assert entry["ratio"] == pytest.approx(10**0.5, rel=1e-12)
+    # The seeds agree: every resample gives the same ratio.
+    assert entry["ratio_interval"] == pytest.approx([10**0.5] * 2, rel=1e-12)
+    assert entry["exponent"] == pytest.approx(0.5 / math.log10(4), rel=1e-12)
+    assert entry["collapse_factors"] == pytest.approx(
+        [10**cliff_log10, 0.1], rel=1e-12
+    )
+    assert entry["capped_prediction"] == pytest.approx(predicted, rel=1e-12)
+    miss = max(predicted / 1e-2, 1e-2 / predicted)
+    assert entry["capped_miss"] == pytest.approx(miss, rel=1e-12)
+
+
+def test_no_collapse_on_the_grid_is_none_and_leaves_the_rows_ratio():
+    small, large = _curve(-2.0), _curve(-2.5)
+    entry = data_size_steps._pair_entry(
+        axis_entry([small, large], "test"), "test", small, large, 4.0, True
+    )
+    assert entry["collapse_factors"] == [None, None]
+    assert entry["capped_prediction"] == pytest.approx(4 * 10**-2.5, rel=1e-12)
+    without = data_size_steps._pair_entry(
+        axis_entry([small, large], "test"), "test", small, large, 4.0, False
+    )
+    assert "capped_prediction" not in without
+
+
+def test_published_results_are_what_their_records_give():
+    published = json.loads((RESULTS / "data_size_steps.json").read_text())
+    study = json.loads((RESULTS / "lambda_transfer.json").read_text())
+    assert published["backend"] == study["backend"]
+    # Every group trained, each for the steps of the run on all rows.
+    keys = {Group.of_record(r).key for r in published["records"]}
+    assert keys == {g.key for g in data_size_steps.to_train()}
+    for record in published["records"]:
+        epochs = data_size_steps.equal_steps_epochs(record["data"])
+        assert record["epochs"] == epochs
+        assert record["num_train"] == FULL.num_train[record["data"]][1]
+    assert_nested_close(
+        data_size_steps.summarize(published["records"], study["records"]),
+        published["summary"],
+        rel=SUMMARY_RTOL,
+    )
+    assert all(s["complete"] for s in published["summary"]["setups"])
+    # The scales page shows both tables, character for character.
+    page = (ROOT / "docs" / "pages" / "scales.md").read_text()
+    assert data_size_steps.format_table(published["summary"]) in page
+    assert data_size_steps.capped_table(published["summary"]) in page
