@@ -5,10 +5,12 @@ number of epochs, so its reference model on 4x fewer rows also takes about
 4x fewer optimizer steps. Along its data-size axis two things change at
 once: how much data the penalty competes with, and how long it pulls.
 
-This trains the reference model of each MLP and CNN setup on the fewer
-rows again, for as many steps as the study's run on all rows (the epochs
-scaled by the ratio of steps per epoch), with the same grids, seeds,
-batch size and learning rate, and compares three best factors per rule:
+This trains the reference model of each setup on the fewer rows again
+(the MLPs on both tabular data sets and on MNIST-1D; the CNN and the
+transformer on MNIST-1D). Each runs as many steps as the study's run on
+all rows (the epochs scaled by the ratio of steps per epoch), with the
+same grids, seeds, batch size and learning rate. It compares three best
+factors per rule:
 
 - fewer rows, the study's epochs (the study's own run: fewer steps);
 - fewer rows, as many steps as on all rows (trained here);
@@ -21,8 +23,6 @@ convention (`num_examples`), `a = 0` leaves the factor alone.
 
 Rules: plain L2 (`none`; on one model `none/kernels` trains the same
 networks), `none+num_examples` and, under AdamW, Keras's decay (`adamw`).
-The transformer is left out: its test loss is flat in the factor, so its
-best factor is not determined along any axis (see the scales page).
 
     KERAS_BACKEND=jax python benchmarks/data_size_steps.py
     python benchmarks/data_size_steps.py --no-train   # summarize only
@@ -56,7 +56,7 @@ from transfer_study.derived import with_derived_records
 from transfer_study.settings import FULL, SETUPS, Group
 from transfer_study.training import train_group
 
-FAMILIES = ("mlp", "cnn")
+FAMILIES = ("mlp", "cnn", "transformer")
 VARIANTS = {
     "coupled": ("none", "none+num_examples"),
     "adamw": ("adamw",),
@@ -123,7 +123,12 @@ def train(group, settings=FULL):
 
 
 def summarize(records, study_records, settings=FULL, families=FAMILIES):
-    """Per setup and rule, the best factors on fewer and on all rows."""
+    """Per setup and rule, the best factors on fewer and on all rows.
+
+    Per setup: the seeds, rows, epochs and steps of each pair (fewer rows,
+    all rows) and, on MNIST-1D, the unpenalized members' mean test loss of
+    each; per rule and pair, `_pair_entry`.
+    """
     records = with_derived_records(records)
     study_records = with_derived_records(study_records)
     result = []
@@ -168,8 +173,16 @@ def summarize(records, study_records, settings=FULL, families=FAMILIES):
             },
             "rules": [],
         }
+        study = [r for r in study_records if r["seed"] in seeds]
+        if setup.data == "mnist1d":
+            entry["unpenalized_test_data_loss"] = {
+                pair: [
+                    _mean_loss(source, config(fewer)),
+                    _mean_loss(study, config(rows)),
+                ]
+                for pair, source in zip(PAIRS, (study, records), strict=True)
+            }
         for name in variants_of(setup):
-            study = [r for r in study_records if r["seed"] in seeds]
             large = seed_losses(study, config(rows), name)
             rule = {"variant": name}
             for pair, source in zip(PAIRS, (study, records), strict=True):
@@ -190,6 +203,12 @@ def summarize(records, study_records, settings=FULL, families=FAMILIES):
 
 def _matches(record, config):
     return all(record[field] == value for field, value in config.items())
+
+
+def _mean_loss(records, config):
+    """The unpenalized members' mean test loss over the seeds (MNIST-1D)."""
+    losses = seed_losses(records, config, "unpenalized", lattice_only=False)[1]
+    return float(losses.mean())
 
 
 def _pair_entry(entry, key, small, large, rows_ratio, capped):
@@ -217,6 +236,7 @@ def _pair_entry(entry, key, small, large, rows_ratio, capped):
         )
     keep = (
         "best_factors",
+        "best_test_data_loss",
         "at_edge",
         "plateaus",
         "plateau_gap",
@@ -247,38 +267,14 @@ def _collapse_factor(curve):
     return float(factors[at[0]]) if len(at) else None
 
 
-def _headroom(cliff, best):
-    """How far the collapse cliff lies above the best factor."""
-    return "beyond the grid" if cliff is None else f"{cliff / best:.1f}x"
-
-
-def capped_table(summary):
-    """Per setup: how far the capped rule misses the best on fewer rows."""
+def format_table(summary):
+    """Per setup and rule: the best factor on fewer rows over all rows."""
     lines = [
-        "| setup | rule | equal epochs: miss | equal steps: miss |",
-        "|---|---|---:|---:|",
+        "| setup | rule | fewer rows, equal epochs / all rows | exponent "
+        "| fewer rows, equal steps / all rows | exponent |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for setup in summary["setups"]:
-        name = f"{setup['family']}/{setup['data']}/{setup['optimizer']}"
-        for rule in setup["rules"]:
-            if "capped_miss" not in rule["equal steps"]:
-                continue
-            cells = [f"{rule[pair]['capped_miss']:.2f}x" for pair in PAIRS]
-            lines.append(
-                f"| {name} | `{rule['variant']}` | " + " | ".join(cells) + " |"
-            )
-    return "\n".join(lines)
-
-
-def format_table(summary):
-    header = (
-        "| setup | rule | fewer rows, equal epochs / all rows | exponent "
-        "| fewer rows, equal steps / all rows | exponent "
-        "| cliff / best, all rows | cliff / best, fewer rows, equal steps |"
-    )
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for setup in summary["setups"]:
-        name = f"{setup['family']}/{setup['data']}/{setup['optimizer']}"
         for rule in setup["rules"]:
             cells = []
             for pair in PAIRS:
@@ -289,17 +285,45 @@ def format_table(summary):
                     f"{e['ratio']:.2f}x [{low:.2f}, {high:.2f}]{edge}",
                     f"{e['exponent']:+.2f}",
                 ]
+            lines.append(_row(setup, rule, cells))
+    return "\n".join(lines)
+
+
+def cliff_table(summary):
+    """Per setup: the cliff's distance, and how far the capped rule misses.
+
+    The cliff over the best factor on all rows and on the fewer rows (equal
+    steps); the capped rule's miss at equal epochs and at equal steps.
+    """
+    lines = [
+        "| setup | rule | cliff / best, all rows "
+        "| cliff / best, fewer rows, equal steps "
+        "| capped rule's miss, equal epochs | its miss, equal steps |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for setup in summary["setups"]:
+        for rule in setup["rules"]:
             steps = rule["equal steps"]
+            if "capped_miss" not in steps:
+                continue
             fewer_cliff, all_cliff = steps["collapse_factors"]
             fewer_best, all_best = steps["best_factors"]
-            cells += [
+            cells = [
                 _headroom(all_cliff, all_best),
                 _headroom(fewer_cliff, fewer_best),
-            ]
-            lines.append(
-                f"| {name} | `{rule['variant']}` | " + " | ".join(cells) + " |"
-            )
+            ] + [f"{rule[pair]['capped_miss']:.2f}x" for pair in PAIRS]
+            lines.append(_row(setup, rule, cells))
     return "\n".join(lines)
+
+
+def _row(setup, rule, cells):
+    name = f"{setup['family']}/{setup['data']}/{setup['optimizer']}"
+    return f"| {name} | `{rule['variant']}` | " + " | ".join(cells) + " |"
+
+
+def _headroom(cliff, best):
+    """How far the collapse cliff lies above the best factor."""
+    return "beyond the grid" if cliff is None else f"{cliff / best:.1f}x"
 
 
 def main(argv=None):
@@ -343,7 +367,7 @@ def main(argv=None):
     write(path, {**base, "records": records, "summary": summary})
     print(format_table(summary))
     print()
-    print(capped_table(summary))
+    print(cliff_table(summary))
 
 
 if __name__ == "__main__":

@@ -108,4 +108,4 @@ def test_published_results_are_what_their_records_give():
     # The scales page shows both tables, character for character.
     page = (ROOT / "docs" / "pages" / "scales.md").read_text()
     assert data_size_steps.format_table(published["summary"]) in page
-    assert data_size_steps.capped_table(published["summary"]) in page
+    assert data_size_steps.cliff_table(published["summary"]) in page

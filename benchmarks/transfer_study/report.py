@@ -11,13 +11,13 @@ package ships no decoupled rule, and across depth `adamw` drifts less than
 `adamw/kernels`."""
 MECHANISMS = {
     ("data size", False): "the rows, up to the collapse cliff",
-    ("data size", True): "the rows, up to the collapse cliff",
+    ("data size", True): "the rows, faster than lambda/(2m)",
     ("depth", False): "the summed pull across depth",
     ("width", True): "AdamW across width: cause open",
 }
-"""Per (axis, decoupled), the measurement that explains a cell over 2x
-beyond the seed noise (the scales page, "Every cell over 2x")."""
-NOISE = "seed noise (the plateaus overlap)"
+"""Per (axis, decoupled), the measurement that accounts for a cell over 2x
+whose plateaus do not overlap (the scales page, "Every cell over 2x")."""
+FLAT = "flat optimum: the plateaus overlap"
 
 
 def format_tables(summary):
@@ -219,9 +219,9 @@ def plateau_table(summary):
 
 def miss_table(summary):
     """Every axis over 2x for the recommended rule (AdamW: `DECOUPLED_RULE`)
-    in the complete setups, and what explains it: the seed noise, when the
-    plateaus overlap, else the measurement of `MECHANISMS` (or `not
-    measured`)."""
+    in the complete setups, and what accounts for it: a flat optimum, when
+    one factor lies in every configuration's plateau, else the measurement
+    of `MECHANISMS` (or `not measured`)."""
     recommended = summary["recommended"]["variant"]
     rows = []
     for setup in summary["setups"]:
@@ -235,19 +235,23 @@ def miss_table(summary):
             if entry["drift"] <= TARGET_DRIFT and not any(entry["at_edge"]):
                 continue
             if entry["plateau_gap"] == 1.0:
-                why = NOISE
+                why = FLAT
             else:
                 why = MECHANISMS.get((axis, decoupled), "not measured")
             rows.append(
                 [
                     f"{_setup_name(setup)}: {axis}",
                     f"`{name}`",
+                    why,
                     _drift(entry),
                     _plateau_gap(entry),
-                    why,
                 ]
             )
-    return _table(["setup: axis", "rule", "drift", "plateau gap", "why"], rows)
+    return _table(
+        ["setup: axis", "rule", "why", "drift", "plateau gap"],
+        rows,
+        text_columns=3,
+    )
 
 
 def _plateau_gap(entry):
@@ -313,10 +317,15 @@ def _interval(interval, form):
     return f"({form.format(low)}-{form.format(high)})"
 
 
-def _table(header, rows):
+def _table(header, rows, text_columns=1):
+    """A Markdown table: the first `text_columns` left, numbers right."""
     lines = [
         "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        "|"
+        + "|".join(
+            ["---"] * text_columns + ["---:"] * (len(header) - text_columns)
+        )
+        + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
