@@ -37,14 +37,13 @@ import json
 import math
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras
 import numpy as np
-from lambda_transfer import RESULTS, write
+from lambda_transfer import RESULTS, train_missing, write
 from transfer_study.curves import (
     BOOTSTRAP_SAMPLES,
     axis_entry,
@@ -347,22 +346,8 @@ def main(argv=None):
             "variants": {k: list(v) for k, v in VARIANTS.items()},
         },
     }
-    done = {Group.of_record(r).key for r in records}
-    todo = (
-        []
-        if arguments.no_train
-        else [g for g in to_train(FULL, families) if g.key not in done]
-    )
-    start = time.perf_counter()
-    for index, group in enumerate(todo, 1):
-        records += train(group)
-        write(path, {**base, "records": records, "summary": None})
-        print(
-            f"[{index}/{len(todo)}] {group.key} "
-            f"{records[-1]['group_seconds']:.1f} s "
-            f"(total {time.perf_counter() - start:.0f} s)",
-            flush=True,
-        )
+    todo = [] if arguments.no_train else to_train(FULL, families)
+    records = train_missing(todo, train, path, base, records)
     summary = summarize(records, study["records"])
     write(path, {**base, "records": records, "summary": summary})
     print(format_table(summary))

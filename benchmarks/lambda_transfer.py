@@ -105,6 +105,28 @@ def write(path, payload):
     temporary.replace(path)
 
 
+def train_missing(groups, train, path, base, records):
+    """Trains each of `groups` that `records` lacks; returns all records.
+
+    `train(group)` returns the group's records. After each group every
+    record is written to `path` (with `base`, and no summary yet), so that
+    an interrupted run resumes from there, and the progress is printed.
+    """
+    done = {Group.of_record(r).key for r in records}
+    todo = [g for g in groups if g.key not in done]
+    start = time.perf_counter()
+    for index, group in enumerate(todo, 1):
+        records = records + train(group)
+        write(path, {**base, "records": records, "summary": None})
+        print(
+            f"[{index}/{len(todo)}] {group.key} "
+            f"{records[-1]['group_seconds']:.1f} s "
+            f"(total {time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+    return records
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -141,27 +163,15 @@ def main(argv=None):
             if arguments.restart
             else load_records(path, mode, settings, backend)
         )
-        done = {Group.of_record(r).key for r in records}
-        todo = [
-            g
-            for g in groups(settings)
-            if g.key not in done and arguments.only in g.key
-        ]
-    start = time.perf_counter()
+        todo = [g for g in groups(settings) if arguments.only in g.key]
     base = {
         "mode": mode,
         "backend": backend,
         "settings": dataclasses.asdict(settings),
     }
-    for index, group in enumerate(todo, 1):
-        records += train_group(group, settings)
-        write(path, {**base, "records": records, "summary": None})
-        print(
-            f"[{index}/{len(todo)}] {group.key} "
-            f"{records[-1]['group_seconds']:.1f} s "
-            f"(total {time.perf_counter() - start:.0f} s)",
-            flush=True,
-        )
+    records = train_missing(
+        todo, lambda group: train_group(group, settings), path, base, records
+    )
     if arguments.only:
         return
     from transfer_study.report import format_tables, plot

@@ -132,6 +132,49 @@ def test_members_train_as_if_alone(optimizer):
         )
 
 
+@on_the_study_backend
+def test_kernel_only_decay_trains_as_keras_adamw_excluding_biases():
+    # adamw_width.py's decay on the kernels only, against Keras's AdamW
+    # told to leave the biases alone.
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(96, 5)).astype("float32")
+    y = rng.normal(size=(96,)).astype("float32")
+    decays = [5.0, 50.0]
+    group = models.build_group([None, None], 5, 8, 2, seed=2)
+    group.compile(
+        optimizer=training.make_optimizer("adamw", decays, decay_biases=False),
+        loss=training.group_mse,
+    )
+    layers = [
+        [group.get_layer(f"member{m}_dense{p}") for p in range(3)]
+        for m in range(2)
+    ]
+    alone = []
+    for member_layers, decay in zip(layers, decays, strict=True):
+        optimizer = _keras_optimizer("adamw", decay)
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
+        alone.append(_alone(None, _weights(member_layers), optimizer))
+    everything = _alone(
+        None, _weights(layers[1]), _keras_optimizer("adamw", 50.0)
+    )
+
+    group.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    for model in [*alone, everything]:
+        model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+
+    for member_layers, model in zip(layers, alone, strict=True):
+        trained = _weights(member_layers)
+        for got, want in zip(trained, model.get_weights(), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # Decaying the biases too would have ended elsewhere.
+    assert not np.allclose(
+        layers[1][0].get_weights()[1],
+        everything.layers[0].get_weights()[1],
+        rtol=1e-3,
+        atol=1e-5,
+    )
+
+
 def _member_variables(model, index):
     return [v for v in model.weights if models.member_index(v.path) == index]
 

@@ -44,15 +44,20 @@ class MemberAdamW(keras.optimizers.Adam):
 
     `decays[i]` is member `i`'s decay: each variable of a layer named
     `member{i}_...` is multiplied by `1 - learning_rate * decays[i]` before
-    the Adam step, as `keras.optimizers.AdamW` does with its one rate.
+    the Adam step, as `keras.optimizers.AdamW` does with its one rate. With
+    `decay_biases=False` only kernels decay, as after Keras's
+    `exclude_from_weight_decay(var_names=["bias"])`.
     """
 
-    def __init__(self, learning_rate, decays):
+    def __init__(self, learning_rate, decays, decay_biases=True):
         super().__init__(learning_rate)
         self.decays = list(decays)
+        self.decay_biases = decay_biases
 
     def _apply_weight_decay(self, variables):
         for variable in variables:
+            if not self.decay_biases and variable.path.endswith("bias"):
+                continue
             decay = self.decays[member_index(variable.path)]
             if decay:
                 lr = ops.cast(self.learning_rate, variable.dtype)
@@ -77,17 +82,18 @@ def group_cross_entropy(y_true, y_pred):
     return -ops.sum(log_probabilities * one_hot[:, None, :], axis=(1, 2))
 
 
-def make_optimizer(name, decays=None, learning_rate=None):
+def make_optimizer(name, decays=None, learning_rate=None, decay_biases=True):
     """The optimizer of a group; `decays` per member for `"adamw"`.
 
-    `learning_rate` defaults to the tabular setups' rate of `name`.
+    `learning_rate` defaults to the tabular setups' rate of `name`;
+    `decay_biases` is `MemberAdamW`'s.
     """
     if learning_rate is None:
         learning_rate = TABULAR_LEARNING_RATES[name]
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)
     if name == "adamw":
-        return MemberAdamW(learning_rate, decays)
+        return MemberAdamW(learning_rate, decays, decay_biases)
     return keras.optimizers.SGD(learning_rate, momentum=SGD_MOMENTUM)
 
 
@@ -189,10 +195,12 @@ def group_members(group, settings, variants=None):
     return members
 
 
-def train_group(group, settings, variants=None):
+def train_group(group, settings, variants=None, decay_biases=True):
     """Trains one `Group`; returns one record per member.
 
-    `variants`: only these (by name; see `group_members`).
+    `variants`: only these (by name; see `group_members`). `decay_biases`:
+    whether AdamW decays the biases too, as Keras's does (see
+    `MemberAdamW`).
     """
     (x, y), (x_test, y_test) = load_data(group.data, group.num_train, settings)
     members = group_members(group, settings, variants)
@@ -217,7 +225,9 @@ def train_group(group, settings, variants=None):
         loss = group_cross_entropy
     learning_rate = settings.learning_rates[group.data][group.optimizer]
     model.compile(
-        optimizer=make_optimizer(group.optimizer, decays, learning_rate),
+        optimizer=make_optimizer(
+            group.optimizer, decays, learning_rate, decay_biases
+        ),
         loss=loss,
     )
     start = time.perf_counter()

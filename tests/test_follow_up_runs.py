@@ -1,4 +1,10 @@
-"""The data-size axis at equal steps: its arithmetic, its published numbers."""
+"""The study's two follow-up runs: their arithmetic, their published numbers.
+
+- `data_size_steps.py`: the data-size axis at equal steps.
+- `adamw_width.py`: AdamW across width with the biases left alone. How it
+  trains (as Keras's AdamW told to leave the biases alone) is tested in
+  `test_lambda_transfer.test_kernel_only_decay_trains_as_keras_adamw_excluding_biases`.
+"""
 
 import json
 import math
@@ -12,6 +18,7 @@ from nested_close import assert_nested_close
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import adamw_width  # noqa: E402
 import data_size_steps  # noqa: E402
 from transfer_study.curves import axis_entry  # noqa: E402
 from transfer_study.settings import FULL, Group  # noqa: E402
@@ -88,7 +95,7 @@ def test_no_collapse_on_the_grid_is_none_and_leaves_the_rows_ratio():
     assert "capped_prediction" not in without
 
 
-def test_published_results_are_what_their_records_give():
+def test_published_data_size_steps_are_what_their_records_give():
     published = json.loads((RESULTS / "data_size_steps.json").read_text())
     study = json.loads((RESULTS / "lambda_transfer.json").read_text())
     assert published["backend"] == study["backend"]
@@ -109,3 +116,30 @@ def test_published_results_are_what_their_records_give():
     page = (ROOT / "docs" / "pages" / "scales.md").read_text()
     assert data_size_steps.format_table(published["summary"]) in page
     assert data_size_steps.cliff_table(published["summary"]) in page
+
+
+def test_width_axis_is_the_studys():
+    for data in ("synthetic", "diabetes"):
+        configs = adamw_width.width_configs(data)
+        assert [c["width"] for c in configs] == [64, 256, 1024]
+        assert {c["depth"] for c in configs} == {4}
+        assert {c["num_train"] for c in configs} == {FULL.num_train[data][0]}
+
+
+def test_published_adamw_width_is_what_its_records_give():
+    published = json.loads((RESULTS / "adamw_width.json").read_text())
+    study = json.loads((RESULTS / "lambda_transfer.json").read_text())
+    assert published["backend"] == study["backend"]
+    keys = {Group.of_record(r).key for r in published["records"]}
+    assert keys == {g.key for g in adamw_width.to_train()}
+    assert {r["variant"] for r in published["records"]} == {"adamw"}
+    assert not any(r["decay_biases"] for r in published["records"])
+    assert_nested_close(
+        adamw_width.summarize(published["records"], study["summary"]),
+        published["summary"],
+        rel=SUMMARY_RTOL,
+    )
+    for setup in published["summary"]["setups"]:
+        assert setup["complete"]
+    page = (ROOT / "docs" / "pages" / "scales.md").read_text()
+    assert adamw_width.format_table(published["summary"]) in page
