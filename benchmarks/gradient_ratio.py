@@ -82,15 +82,6 @@ def layer_ratios(model, x, y, loss):
     return ratios
 
 
-def kernel_rms(model):
-    """Per kernel, the root mean square of its weights (float64)."""
-    return [
-        float(np.sqrt(np.mean(layer.kernel.numpy().astype(np.float64) ** 2)))
-        for layer in model.layers
-        if hasattr(layer, "kernel")
-    ]
-
-
 def best_reference_factors(summary, data):
     """Per (optimizer, variant), the best factor of the reference MLP."""
     shapes = FULL.shapes_of(Setup("mlp", data, "adam"))
@@ -157,8 +148,12 @@ def _write_rows(rows, replaced):
 
 
 def measure_decay(summary, data):
-    """AdamW at the reference's best decay, on each width: each kernel's
-    root mean square weight at initialisation and after training."""
+    """AdamW on each width, at the reference's best decay and at none.
+
+    At the decay: each kernel's root mean square weight at initialisation
+    and after training. Without decay: how far Adam moved each kernel,
+    `|W_trained - W_init| / |W_init|` (Frobenius norms).
+    """
     (decay,) = [
         row["width"]["best_factors"][DECAY_WIDTHS.index(256)]
         for setup in summary["setups"]
@@ -171,21 +166,8 @@ def measure_decay(summary, data):
     (x, y), _ = load_data(data, num_train, FULL)
     rows = []
     for width in DECAY_WIDTHS:
-        keras.utils.clear_session()
-        keras.utils.set_random_seed(0)
-        model = build_mlp_group([None], x.shape[1], width, 4, 0, OUTPUTS[data])
-        optimizer = make_optimizer(
-            "adamw", [decay], FULL.learning_rates[data]["adamw"]
-        )
-        model.compile(optimizer=optimizer, loss=LOSSES[data])
-        at_init = kernel_rms(model)
-        model.fit(
-            x,
-            y,
-            epochs=FULL.epochs[data],
-            batch_size=FULL.batch_size[data],
-            verbose=0,
-        )
+        initial, decayed = _train_adamw(data, width, decay, x, y)
+        _, undecayed = _train_adamw(data, width, 0.0, x, y)
         rows.append(
             {
                 "data": data,
@@ -194,17 +176,54 @@ def measure_decay(summary, data):
                 "factor": decay,
                 "width": width,
                 "depth": 4,
-                "rms_at_init": at_init,
-                "rms_trained": kernel_rms(model),
+                "rms_at_init": [_rms(w) for w in initial],
+                "rms_trained": [_rms(w) for w in decayed],
+                "moved_without_decay": [
+                    float(np.linalg.norm(end - start) / np.linalg.norm(start))
+                    for start, end in zip(initial, undecayed, strict=True)
+                ],
             }
         )
         row = rows[-1]
         print(
             f"adamw w{width:<5} d4  rms init {_short(row['rms_at_init'])}  "
-            f"trained {_short(row['rms_trained'])}",
+            f"trained {_short(row['rms_trained'])}  moved without decay "
+            f"{_short(row['moved_without_decay'])}",
             flush=True,
         )
     return rows
+
+
+def _train_adamw(data, width, decay, x, y):
+    """The kernels (float64) of a width-`width` MLP before and after AdamW."""
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(0)
+    model = build_mlp_group([None], x.shape[1], width, 4, 0, OUTPUTS[data])
+    optimizer = make_optimizer(
+        "adamw", [decay], FULL.learning_rates[data]["adamw"]
+    )
+    model.compile(optimizer=optimizer, loss=LOSSES[data])
+    initial = _kernels(model)
+    model.fit(
+        x,
+        y,
+        epochs=FULL.epochs[data],
+        batch_size=FULL.batch_size[data],
+        verbose=0,
+    )
+    return initial, _kernels(model)
+
+
+def _kernels(model):
+    return [
+        layer.kernel.numpy().astype(np.float64)
+        for layer in model.layers
+        if hasattr(layer, "kernel")
+    ]
+
+
+def _rms(weights):
+    return float(np.sqrt(np.mean(weights**2)))
 
 
 def train_and_measure(group, variant, factor, x, y):
