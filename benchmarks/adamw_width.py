@@ -18,18 +18,17 @@ study's summary from `results/lambda_transfer.json`.
 """
 
 import argparse
-import json
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import keras
-from lambda_transfer import RESULTS, train_missing, write
-from transfer_study.curves import axis_entry, seed_losses
-from transfer_study.report import _drift, _plateau_gap
+from lambda_transfer import follow_up, train_missing, write
+from transfer_study.curves import axis_entry, complete_seeds, seed_losses
+from transfer_study.report import format_drift, format_plateau_gap
 from transfer_study.settings import FULL, TABULAR, Group, Setup
+from transfer_study.summary import scale_row
 from transfer_study.training import train_group
 
 VARIANT = "adamw"
@@ -70,22 +69,19 @@ def summarize(records, study_summary, settings=FULL):
     """Per data set: the width axis with kernels only, and the study's."""
     result = []
     for data in TABULAR:
-        (study,) = [
-            row["width"]
-            for setup in study_summary["setups"]
-            if (setup["family"], setup["data"], setup["optimizer"])
-            == ("mlp", data, "adamw")
-            for row in setup["scales"]
-            if row["variant"] == VARIANT
+        study = scale_row(study_summary, Setup("mlp", data, "adamw"), VARIANT)[
+            "width"
         ]
-        curves = [seed_losses(records, c, VARIANT) for c in width_configs(data)]
-        seeds = sorted({r["seed"] for r in records if r["data"] == data})
+        configs = width_configs(data, settings)
+        seeds = complete_seeds(records, {"width": configs})
+        chosen = [r for r in records if r["seed"] in seeds]
+        curves = [seed_losses(chosen, c, VARIANT) for c in configs]
         result.append(
             {
                 "data": data,
                 "seeds": seeds,
                 "complete": seeds == list(settings.seeds),
-                "widths": [c["width"] for c in width_configs(data)],
+                "widths": [c["width"] for c in configs],
                 "kernels only": axis_entry(
                     curves, f"mlp/{data}/adamw/kernels only/width"
                 ),
@@ -105,9 +101,9 @@ def format_table(summary):
         for which in ("every variable", "kernels only"):
             entry = setup[which]
             bests = ", ".join(f"{b:.3g}" for b in entry["best_factors"])
+            cells = [bests, format_drift(entry), format_plateau_gap(entry)]
             lines.append(
-                f"| {setup['data']} | {which} | {bests} | {_drift(entry)} "
-                f"| {_plateau_gap(entry)} |"
+                f"| {setup['data']} | {which} | " + " | ".join(cells) + " |"
             )
     return "\n".join(lines)
 
@@ -116,13 +112,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--no-train", action="store_true")
     arguments = parser.parse_args(argv)
-    path = RESULTS / "adamw_width.json"
-    study = json.loads((RESULTS / "lambda_transfer.json").read_text())
-    backend = study["backend"]
-    if not arguments.no_train and keras.config.backend() != backend:
-        raise SystemExit(f"train with KERAS_BACKEND={backend}, the study's")
-    records = json.loads(path.read_text())["records"] if path.exists() else []
-    base = {"backend": backend, "settings": {"study": "lambda_transfer.json"}}
+    study, path, base, records = follow_up(
+        "adamw_width.json", {}, train_now=not arguments.no_train
+    )
     todo = [] if arguments.no_train else to_train()
     records = train_missing(todo, train, path, base, records)
     summary = summarize(records, study["summary"])

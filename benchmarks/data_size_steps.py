@@ -33,7 +33,6 @@ the study's records from `results/lambda_transfer.json`.
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -41,18 +40,19 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import keras
 import numpy as np
-from lambda_transfer import RESULTS, train_missing, write
+from lambda_transfer import follow_up, train_missing, write
 from transfer_study.curves import (
     BOOTSTRAP_SAMPLES,
     axis_entry,
     best_factor,
+    complete_seeds,
     entry_rng,
     seed_losses,
 )
 from transfer_study.derived import with_derived_records
 from transfer_study.settings import FULL, SETUPS, Group
+from transfer_study.summary import axis_configs
 from transfer_study.training import train_group
 
 FAMILIES = ("mlp", "cnn", "transformer")
@@ -66,7 +66,8 @@ CLIFF_MARGIN = 3.0
 """The capped rule's margin below the collapse cliff: the factor on the
 fewer rows is the one on all rows times the ratio of rows (`lambda/(2m)`),
 but at most the cliff over this. Chosen after seeing these results (no
-best factor on the fewer rows lay closer than 2.9x below its cliff)."""
+best factor on the fewer rows lay closer than 2.88x below its cliff, so
+this rule predicts a little below the closest one)."""
 
 
 def steps_per_epoch(rows, batch_size):
@@ -78,7 +79,13 @@ def equal_steps_epochs(data, settings=FULL):
     rows, fewer = settings.num_train[data]
     batch = settings.batch_size[data]
     steps = settings.epochs[data] * steps_per_epoch(rows, batch)
-    return round(steps / steps_per_epoch(fewer, batch))
+    epochs, left = divmod(steps, steps_per_epoch(fewer, batch))
+    if left:
+        raise ValueError(
+            f"{fewer} rows in batches of {batch} cannot take exactly the "
+            f"{steps} steps of {rows} rows"
+        )
+    return epochs
 
 
 def setups(families=FAMILIES):
@@ -126,28 +133,26 @@ def summarize(records, study_records, settings=FULL, families=FAMILIES):
 
     Per setup: the seeds, rows, epochs and steps of each pair (fewer rows,
     all rows) and, on MNIST-1D, the unpenalized members' mean test loss of
-    each; per rule and pair, `_pair_entry`.
+    each; per rule and pair, `pair_entry`.
     """
     records = with_derived_records(records)
     study_records = with_derived_records(study_records)
     result = []
     for setup in setups(families):
-        width, depth = settings.shapes_of(setup).reference
-        rows, fewer = settings.num_train[setup.data]
-
-        def config(n, setup=setup, width=width, depth=depth):
-            return {
-                **setup._asdict(),
-                "width": width,
-                "depth": depth,
-                "num_train": n,
-            }
-
-        seeds = sorted(
-            {r["seed"] for r in records if _matches(r, config(fewer))}
-        )
+        fewer_config, all_config = axis_configs(setup, settings)["data size"]
+        fewer, rows = fewer_config["num_train"], all_config["num_train"]
+        seeds = complete_seeds(records, {"data size": [fewer_config]})
         if not seeds:
             continue
+        in_study = complete_seeds(
+            study_records, {"data size": [fewer_config, all_config]}
+        )
+        if not set(seeds) <= set(in_study):
+            raise ValueError(
+                f"{'/'.join(setup)}: seeds {seeds} trained here, but the "
+                f"study has only {in_study} of both row counts"
+            )
+        records_of_seeds = [r for r in records if r["seed"] in seeds]
         batch = settings.batch_size[setup.data]
         epochs = settings.epochs[setup.data]
         longer = equal_steps_epochs(setup.data, settings)
@@ -176,18 +181,22 @@ def summarize(records, study_records, settings=FULL, families=FAMILIES):
         if setup.data == "mnist1d":
             entry["unpenalized_test_data_loss"] = {
                 pair: [
-                    _mean_loss(source, config(fewer)),
-                    _mean_loss(study, config(rows)),
+                    _mean_loss(source, fewer_config),
+                    _mean_loss(study, all_config),
                 ]
-                for pair, source in zip(PAIRS, (study, records), strict=True)
+                for pair, source in zip(
+                    PAIRS, (study, records_of_seeds), strict=True
+                )
             }
         for name in variants_of(setup):
-            large = seed_losses(study, config(rows), name)
+            large = seed_losses(study, all_config, name)
             rule = {"variant": name}
-            for pair, source in zip(PAIRS, (study, records), strict=True):
-                small = seed_losses(source, config(fewer), name)
+            for pair, source in zip(
+                PAIRS, (study, records_of_seeds), strict=True
+            ):
+                small = seed_losses(source, fewer_config, name)
                 key = f"{'/'.join(setup)}/{name}/{pair}"
-                rule[pair] = _pair_entry(
+                rule[pair] = pair_entry(
                     axis_entry([small, large], key),
                     key,
                     small,
@@ -200,17 +209,13 @@ def summarize(records, study_records, settings=FULL, families=FAMILIES):
     return {"setups": result}
 
 
-def _matches(record, config):
-    return all(record[field] == value for field, value in config.items())
-
-
 def _mean_loss(records, config):
     """The unpenalized members' mean test loss over the seeds (MNIST-1D)."""
     losses = seed_losses(records, config, "unpenalized", lattice_only=False)[1]
     return float(losses.mean())
 
 
-def _pair_entry(entry, key, small, large, rows_ratio, capped):
+def pair_entry(entry, key, small, large, rows_ratio, capped):
     """`axis_entry`'s fields, plus the signed ratio and its exponent.
 
     `ratio` is the best factor on the fewer rows over that on all rows;
@@ -218,15 +223,22 @@ def _pair_entry(entry, key, small, large, rows_ratio, capped):
     same draw for both); `exponent` is `log(ratio) / log(rows ratio)`.
     `collapse_factors`, per configuration: the smallest grid factor at which
     at least half the seeds collapsed to a constant output (`None`: none
-    on the grid), the cliff a best factor cannot pass. With `capped`, the
-    capped rule's prediction for the fewer rows (`CLIFF_MARGIN`) and its
-    `capped_miss`, the ratio of the larger to the smaller of prediction and
-    best (1: exact).
+    on the grid). With `capped`, the capped rule's prediction for the fewer
+    rows (`CLIFF_MARGIN`) and its `capped_miss`, the ratio of the larger to
+    the smaller of prediction and best (1: exact): with the cliff of the
+    fewer rows' own run, and (`..._all_rows_cliff`) with the cliff of the
+    run on all rows, the one a user who tuned there knows. `small` and
+    `large` must hold the same seeds, in the same order.
     """
-    fewer, rows = entry["best_factors"]
+    best_fewer, best_all = entry["best_factors"]
+    num_seeds = len(small[1])
+    if len(large[1]) != num_seeds:
+        raise ValueError(
+            f"{key}: {num_seeds} seeds on the fewer rows, {len(large[1])} on "
+            "all rows; a bootstrap draw must pick the same seeds of both"
+        )
     ratios = []
     rng = entry_rng(key + "/ratio")
-    num_seeds = len(small[1])
     for _ in range(BOOTSTRAP_SAMPLES):
         draw = rng.integers(0, num_seeds, num_seeds)
         ratios.append(
@@ -244,19 +256,22 @@ def _pair_entry(entry, key, small, large, rows_ratio, capped):
     cliffs = [_collapse_factor(c) for c in (small, large)]
     result = {
         **{field: entry[field] for field in keep},
-        "ratio": fewer / rows,
+        "ratio": best_fewer / best_all,
         "ratio_interval": [
             float(q) for q in np.percentile(ratios, [2.5, 97.5])
         ],
-        "exponent": math.log(fewer / rows) / math.log(rows_ratio),
+        "exponent": math.log(best_fewer / best_all) / math.log(rows_ratio),
         "collapse_factors": cliffs,
     }
     if capped:
-        predicted = rows * rows_ratio
-        if cliffs[0] is not None:
-            predicted = min(predicted, cliffs[0] / CLIFF_MARGIN)
-        result["capped_prediction"] = predicted
-        result["capped_miss"] = max(predicted / fewer, fewer / predicted)
+        for suffix, cliff in (("", cliffs[0]), ("_all_rows_cliff", cliffs[1])):
+            predicted = best_all * rows_ratio
+            if cliff is not None:
+                predicted = min(predicted, cliff / CLIFF_MARGIN)
+            result["capped_prediction" + suffix] = predicted
+            result["capped_miss" + suffix] = max(
+                predicted / best_fewer, best_fewer / predicted
+            )
     return result
 
 
@@ -281,7 +296,7 @@ def format_table(summary):
                 low, high = e["ratio_interval"]
                 edge = " (edge)" if any(e["at_edge"]) else ""
                 cells += [
-                    f"{e['ratio']:.2f}x [{low:.2f}, {high:.2f}]{edge}",
+                    f"{e['ratio']:.3g}x [{low:.3g}, {high:.3g}]{edge}",
                     f"{e['exponent']:+.2f}",
                 ]
             lines.append(_row(setup, rule, cells))
@@ -292,12 +307,14 @@ def cliff_table(summary):
     """Per setup: the cliff's distance, and how far the capped rule misses.
 
     The cliff over the best factor on all rows and on the fewer rows (equal
-    steps); the capped rule's miss at equal epochs and at equal steps.
+    steps); the capped rule's miss at equal epochs and at equal steps, with
+    the cliff of the fewer rows' own run and with that of all rows.
     """
     lines = [
         "| setup | rule | cliff / best, all rows "
         "| cliff / best, fewer rows, equal steps "
-        "| capped rule's miss, equal epochs | its miss, equal steps |",
+        "| capped rule's miss, equal epochs (own cliff / all rows' cliff) "
+        "| equal steps (own / all rows') |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for setup in summary["setups"]:
@@ -310,7 +327,11 @@ def cliff_table(summary):
             cells = [
                 _headroom(all_cliff, all_best),
                 _headroom(fewer_cliff, fewer_best),
-            ] + [f"{rule[pair]['capped_miss']:.2f}x" for pair in PAIRS]
+            ] + [
+                f"{rule[pair]['capped_miss']:.2f}x / "
+                f"{rule[pair]['capped_miss_all_rows_cliff']:.2f}x"
+                for pair in PAIRS
+            ]
             lines.append(_row(setup, rule, cells))
     return "\n".join(lines)
 
@@ -331,21 +352,11 @@ def main(argv=None):
     parser.add_argument("--families", default=",".join(FAMILIES))
     arguments = parser.parse_args(argv)
     families = tuple(arguments.families.split(","))
-    path = RESULTS / "data_size_steps.json"
-    study = json.loads((RESULTS / "lambda_transfer.json").read_text())
-    backend = study["backend"]
-    saved = json.loads(path.read_text()) if path.exists() else {}
-    records = saved.get("records", [])
-    if not arguments.no_train and keras.config.backend() != backend:
-        raise SystemExit(f"train with KERAS_BACKEND={backend}, the study's")
-    base = {
-        "backend": backend,
-        "settings": {
-            "study": "lambda_transfer.json",
-            "families": list(FAMILIES),
-            "variants": {k: list(v) for k, v in VARIANTS.items()},
-        },
-    }
+    study, path, base, records = follow_up(
+        "data_size_steps.json",
+        {"variants": VARIANTS},
+        train_now=not arguments.no_train,
+    )
     todo = [] if arguments.no_train else to_train(FULL, families)
     records = train_missing(todo, train, path, base, records)
     summary = summarize(records, study["records"])

@@ -17,10 +17,19 @@ depths 2, 4 and 8) and MNIST-1D (width 128, depths 1, 2 and 4), each with
 Adam and SGD, plain L2 and `none/kernels` (and `balanced` on the
 synthetic data).
 
-    python benchmarks/gradient_ratio.py                  # synthetic
-    python benchmarks/gradient_ratio.py --data mnist1d   # needs TensorFlow
+With `--decay`, on a tabular data set: Keras's AdamW on the study's width
+axis (widths 64, 256 and 1024 at depth 4), at the decay that was best on
+the reference model and at none. At the decay, each kernel's root mean
+square weight at initialisation and after training; without it, how far
+Adam moved each kernel relative to its initial norm.
 
-Writes the rows of that data set into `results/gradient_ratio.json`.
+    python benchmarks/gradient_ratio.py                          # synthetic
+    python benchmarks/gradient_ratio.py --data mnist1d
+    python benchmarks/gradient_ratio.py --decay --data diabetes
+
+Needs TensorFlow (the gradients are taken with `tf.GradientTape`). Writes
+its rows into `results/gradient_ratio.json`, in place of the rows of the
+same data set and kind.
 """
 
 import argparse
@@ -38,7 +47,8 @@ import numpy as np
 import tensorflow as tf
 from transfer_study.data import load_data
 from transfer_study.models import CLASSES, build_mlp_group
-from transfer_study.settings import FULL, L2_VARIANTS, Group, Setup
+from transfer_study.settings import FULL, L2_VARIANTS, TABULAR, Group, Setup
+from transfer_study.summary import scale_row
 from transfer_study.training import (
     group_cross_entropy,
     group_mse,
@@ -62,8 +72,6 @@ LOSSES = {
     "mnist1d": group_cross_entropy,
 }
 OUTPUTS = {"synthetic": 1, "diabetes": 1, "mnist1d": CLASSES}
-DECAY_WIDTHS = (64, 256, 1024)
-"""With `--decay`: the tabular MLP's widths, at its reference depth 4."""
 
 
 def layer_ratios(model, x, y, loss):
@@ -112,6 +120,8 @@ def main(argv=None):
         "summary"
     ]
     if arguments.decay:
+        if data not in TABULAR:
+            parser.error(f"--decay measures the tabular MLPs, not {data}")
         rows = measure_decay(summary, data)
         _write_rows(
             rows, lambda r: r["optimizer"] == "adamw" and r["data"] == data
@@ -154,20 +164,16 @@ def measure_decay(summary, data):
     and after training. Without decay: how far Adam moved each kernel,
     `|W_trained - W_init| / |W_init|` (Frobenius norms).
     """
-    (decay,) = [
-        row["width"]["best_factors"][DECAY_WIDTHS.index(256)]
-        for setup in summary["setups"]
-        if (setup["family"], setup["data"], setup["optimizer"])
-        == ("mlp", data, "adamw")
-        for row in setup["scales"]
-        if row["variant"] == "adamw"
-    ]
+    shapes = FULL.shapes_of(Setup("mlp", data, "adamw"))
+    width, depth = shapes.reference
+    study_row = scale_row(summary, Setup("mlp", data, "adamw"), "adamw")
+    decay = study_row["width"]["best_factors"][shapes.widths.index(width)]
     num_train = FULL.num_train[data][0]
     (x, y), _ = load_data(data, num_train, FULL)
     rows = []
-    for width in DECAY_WIDTHS:
-        initial, decayed = _train_adamw(data, width, decay, x, y)
-        _, undecayed = _train_adamw(data, width, 0.0, x, y)
+    for width in shapes.widths:
+        initial, decayed = _train_adamw(data, width, depth, decay, x, y)
+        start, undecayed = _train_adamw(data, width, depth, 0.0, x, y)
         rows.append(
             {
                 "data": data,
@@ -175,18 +181,19 @@ def measure_decay(summary, data):
                 "variant": "adamw",
                 "factor": decay,
                 "width": width,
-                "depth": 4,
+                "depth": depth,
                 "rms_at_init": [_rms(w) for w in initial],
                 "rms_trained": [_rms(w) for w in decayed],
                 "moved_without_decay": [
-                    float(np.linalg.norm(end - start) / np.linalg.norm(start))
-                    for start, end in zip(initial, undecayed, strict=True)
+                    float(np.linalg.norm(end - begin) / np.linalg.norm(begin))
+                    for begin, end in zip(start, undecayed, strict=True)
                 ],
             }
         )
         row = rows[-1]
         print(
-            f"adamw w{width:<5} d4  rms init {_short(row['rms_at_init'])}  "
+            f"adamw w{width:<5} d{depth}  "
+            f"rms init {_short(row['rms_at_init'])}  "
             f"trained {_short(row['rms_trained'])}  moved without decay "
             f"{_short(row['moved_without_decay'])}",
             flush=True,
@@ -194,11 +201,11 @@ def measure_decay(summary, data):
     return rows
 
 
-def _train_adamw(data, width, decay, x, y):
-    """The kernels (float64) of a width-`width` MLP before and after AdamW."""
+def _train_adamw(data, width, depth, decay, x, y):
+    """The kernels (float64) of an MLP before and after AdamW (seed 0)."""
     keras.utils.clear_session()
     keras.utils.set_random_seed(0)
-    model = build_mlp_group([None], x.shape[1], width, 4, 0, OUTPUTS[data])
+    model = build_mlp_group([None], x.shape[1], width, depth, 0, OUTPUTS[data])
     optimizer = make_optimizer(
         "adamw", [decay], FULL.learning_rates[data]["adamw"]
     )

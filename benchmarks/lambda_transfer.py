@@ -105,6 +105,35 @@ def write(path, payload):
     temporary.replace(path)
 
 
+def follow_up(name, settings, train_now):
+    """`(study, path, base, records)` for a follow-up run of the study.
+
+    A follow-up (`data_size_steps.py`, `adamw_width.py`) reads the study's
+    results, trains with its backend, and writes `results/{name}`, whose
+    `base` holds that backend and the follow-up's `settings`. It resumes
+    from the records there, only when they were trained with both.
+    """
+    study = json.loads((RESULTS / "lambda_transfer.json").read_text())
+    backend = study["backend"]
+    if train_now and keras.config.backend() != backend:
+        raise SystemExit(f"train with KERAS_BACKEND={backend}, the study's")
+    path = RESULTS / name
+    base = {
+        "backend": backend,
+        "settings": _as_json({"study": "lambda_transfer.json", **settings}),
+    }
+    records = []
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if {k: saved.get(k) for k in base} != base:
+            raise SystemExit(
+                f"{path} was trained with another backend or other settings "
+                f"than {base}; remove it to train again"
+            )
+        records = saved["records"]
+    return study, path, base, records
+
+
 def train_missing(groups, train, path, base, records):
     """Trains each of `groups` that `records` lacks; returns all records.
 
@@ -116,7 +145,10 @@ def train_missing(groups, train, path, base, records):
     todo = [g for g in groups if g.key not in done]
     start = time.perf_counter()
     for index, group in enumerate(todo, 1):
-        records = records + train(group)
+        trained = train(group)
+        if not trained:
+            raise RuntimeError(f"training {group.key} gave no records")
+        records = records + trained
         write(path, {**base, "records": records, "summary": None})
         print(
             f"[{index}/{len(todo)}] {group.key} "

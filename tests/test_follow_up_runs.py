@@ -6,6 +6,7 @@
   `test_lambda_transfer.test_kernel_only_decay_trains_as_keras_adamw_excluding_biases`.
 """
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -44,13 +45,23 @@ def test_fewer_rows_train_for_the_steps_of_all_rows():
         ] * math.ceil(rows / batch)
 
 
-def _curve(best_log10, cliff_log10=None, seeds=3):
-    """A curve with its minimum on a grid point and a collapse from a factor."""
+def test_steps_that_rows_cannot_match_exactly_are_refused():
+    settings = dataclasses.replace(
+        FULL, num_train={**FULL.num_train, "mnist1d": (4000, 700)}
+    )
+    with pytest.raises(ValueError, match="cannot take exactly"):
+        data_size_steps.equal_steps_epochs("mnist1d", settings)
+
+
+def _curve(best_log10, cliff_log10=None):
+    """Per seed a parabola in log10(factor) with its vertex at
+    `best_log10[seed]`, and a collapse from `cliff_log10` on."""
     factors = 10 ** np.arange(-4.0, 0.01, 0.5)
-    losses = np.tile(1 + (np.log10(factors) - best_log10) ** 2, (seeds, 1))
+    logs = np.log10(factors)
+    losses = np.array([1 + (logs - best) ** 2 for best in best_log10])
     collapsed = np.zeros_like(losses)
     if cliff_log10 is not None:
-        collapsed[:, np.log10(factors) >= cliff_log10 - 1e-9] = 1.0
+        collapsed[:, logs >= cliff_log10 - 1e-9] = 1.0
     return factors, losses, np.zeros_like(losses), collapsed
 
 
@@ -64,32 +75,47 @@ def _curve(best_log10, cliff_log10=None, seeds=3):
 def test_pair_entry_ratio_exponent_cliff_and_capped_rule(
     cliff_log10, predicted
 ):
-    small = _curve(-2.0, cliff_log10)
-    large = _curve(-2.5, -1.0)
-    entry = data_size_steps._pair_entry(
+    # Each seed's best moves, by the same 10**0.5 on both row counts. The
+    # mean of parabolas is the parabola at the mean vertex, so a draw that
+    # takes the same seeds of both gives exactly that ratio; a draw that
+    # paired other seeds would not.
+    small = _curve([-2.0, -1.5, -2.5], cliff_log10)
+    large = _curve([-2.5, -2.0, -3.0], -1.0)
+    entry = data_size_steps.pair_entry(
         axis_entry([small, large], "test"), "test", small, large, 4.0, True
     )
-    assert entry["best_factors"] == pytest.approx([1e-2, 10**-2.5], rel=1e-12)
-    assert entry["ratio"] == pytest.approx(10**0.5, rel=1e-12)
-    # The seeds agree: every resample gives the same ratio.
-    assert entry["ratio_interval"] == pytest.approx([10**0.5] * 2, rel=1e-12)
-    assert entry["exponent"] == pytest.approx(0.5 / math.log10(4), rel=1e-12)
+    assert entry["best_factors"] == pytest.approx([1e-2, 10**-2.5], rel=1e-9)
+    assert entry["ratio"] == pytest.approx(10**0.5, rel=1e-9)
+    assert entry["ratio_interval"] == pytest.approx([10**0.5] * 2, rel=1e-9)
+    assert entry["exponent"] == pytest.approx(0.5 / math.log10(4), rel=1e-9)
     assert entry["collapse_factors"] == pytest.approx(
         [10**cliff_log10, 0.1], rel=1e-12
     )
-    assert entry["capped_prediction"] == pytest.approx(predicted, rel=1e-12)
+    assert entry["capped_prediction"] == pytest.approx(predicted, rel=1e-9)
     miss = max(predicted / 1e-2, 1e-2 / predicted)
-    assert entry["capped_miss"] == pytest.approx(miss, rel=1e-12)
+    assert entry["capped_miss"] == pytest.approx(miss, rel=1e-9)
+    # With the cliff of all rows (0.1), the rows' ratio: 4 * 10**-2.5.
+    assert entry["capped_prediction_all_rows_cliff"] == pytest.approx(
+        4 * 10**-2.5, rel=1e-9
+    )
+
+
+def test_curves_of_other_seeds_are_refused():
+    small, large = _curve([-2.0, -2.0, -2.0]), _curve([-2.5, -2.5])
+    with pytest.raises(ValueError, match="same seeds"):
+        data_size_steps.pair_entry(
+            axis_entry([small, small], "test"), "test", small, large, 4.0, True
+        )
 
 
 def test_no_collapse_on_the_grid_is_none_and_leaves_the_rows_ratio():
-    small, large = _curve(-2.0), _curve(-2.5)
-    entry = data_size_steps._pair_entry(
+    small, large = _curve([-2.0] * 3), _curve([-2.5] * 3)
+    entry = data_size_steps.pair_entry(
         axis_entry([small, large], "test"), "test", small, large, 4.0, True
     )
     assert entry["collapse_factors"] == [None, None]
     assert entry["capped_prediction"] == pytest.approx(4 * 10**-2.5, rel=1e-12)
-    without = data_size_steps._pair_entry(
+    without = data_size_steps.pair_entry(
         axis_entry([small, large], "test"), "test", small, large, 4.0, False
     )
     assert "capped_prediction" not in without

@@ -776,3 +776,119 @@ def test_published_tables_are_the_published_summary():
                 and group.seed in setup["seeds"]
             ):
                 assert key in keys
+
+
+def _cell(drift, gap, at_edge=False):
+    return {
+        "drift": drift,
+        "drift_interval": [drift / 2, drift * 2],
+        "at_edge": [False, at_edge],
+        "plateau_gap": gap,
+    }
+
+
+@pytest.mark.run_once
+def test_miss_table_lists_the_cells_over_2x_and_what_accounts_for_them():
+    def setup(optimizer, name, width, depth, size, complete=True):
+        return {
+            "family": "mlp",
+            "data": "synthetic",
+            "optimizer": optimizer,
+            "seeds": [0, 1],
+            "complete": complete,
+            "scales": [
+                {
+                    "variant": "none",
+                    **dict.fromkeys(settings.AXES, _cell(9, 9)),
+                },
+                {
+                    "variant": name,
+                    "width": width,
+                    "depth": depth,
+                    "data size": size,
+                },
+            ],
+        }
+
+    fake = {
+        "recommended": {"variant": "none/kernels"},
+        "setups": [
+            setup(
+                "adam",
+                "none/kernels",
+                _cell(1.5, 1.0),  # within 2x: left out
+                _cell(3.0, 1.0),  # over 2x, plateaus overlap
+                _cell(1.2, 3.16, at_edge=True),  # at an edge: a bound
+            ),
+            setup(
+                "adamw",
+                "adamw",
+                _cell(4.0, 3.16),
+                _cell(3.0, 3.16),  # AdamW across depth: not measured
+                _cell(1.1, 1.0),
+            ),
+            # Incomplete: left out whatever it drifts.
+            setup("sgd", "none/kernels", *[_cell(50.0, 10.0)] * 3, False),
+        ],
+    }
+    rows = [
+        [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in report.miss_table(fake).splitlines()[2:]
+    ]
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("mlp on synthetic, adam: depth", "`none/kernels`", report.FLAT),
+        (
+            "mlp on synthetic, adam: data size",
+            "`none/kernels`",
+            report.MECHANISMS[("data size", False)],
+        ),
+        (
+            "mlp on synthetic, adamw: width",
+            "`adamw`",
+            report.MECHANISMS[("width", True)],
+        ),
+        ("mlp on synthetic, adamw: depth", "`adamw`", "not measured"),
+    ]
+    assert rows[1][3] == "1.20x+ (0.60-2.40)"
+
+
+@pytest.mark.run_once
+def test_train_missing_trains_what_is_missing_and_resumes(tmp_path):
+    import lambda_transfer
+
+    todo = [
+        settings.Group("mlp", "synthetic", "adam", 64, 2, 500, seed)
+        for seed in range(3)
+    ]
+
+    def record(group):
+        return {**group._asdict(), "group_seconds": 1.0}
+
+    trained = []
+
+    def train(group):
+        trained.append(group)
+        return [record(group)]
+
+    path = tmp_path / "run.json"
+    base = {"backend": "test"}
+    records = lambda_transfer.train_missing(
+        todo, train, path, base, [record(todo[1])]
+    )
+    assert trained == [todo[0], todo[2]]
+    assert [r["seed"] for r in records] == [1, 0, 2]
+    saved = json.loads(path.read_text())
+    assert saved == {**base, "records": records, "summary": None}
+    with pytest.raises(RuntimeError, match="no records"):
+        lambda_transfer.train_missing(
+            todo[:1], lambda group: [], path, base, []
+        )
+
+
+@pytest.mark.run_once
+def test_a_group_refuses_variants_it_does_not_train():
+    group = settings.Group("mlp", "synthetic", "adam", 256, 4, 500, 0)
+    with pytest.raises(ValueError, match=r"no variant named \['adamw'\]"):
+        training.group_members(group, settings.FULL, ("none", "adamw"))
+    members = training.group_members(group, settings.FULL, ("none",))
+    assert {variant.name for variant, _ in members} == {"none"}

@@ -25,10 +25,10 @@ def format_tables(summary):
     coupled = [s for s in summary["setups"] if s["optimizer"] != "adamw"]
     decoupled = [s for s in summary["setups"] if s["optimizer"] == "adamw"]
     tables = [
-        _axis_table(coupled, _drift),
-        _axis_table(decoupled, _drift),
+        _axis_table(coupled, format_drift),
+        _axis_table(decoupled, format_drift),
         headline_table(summary),
-        _axis_table(summary["setups"], _plateau_gap),
+        _axis_table(summary["setups"], format_plateau_gap),
         plateau_table(summary),
         miss_table(summary),
         _axis_table(summary["setups"], _reuse, variants_per_setup=True),
@@ -37,7 +37,9 @@ def format_tables(summary):
     ]
     candidates = [s for s in summary["setups"] if s["candidates"]]
     if candidates:
-        tables.append(_axis_table(candidates, _drift, rows_key="candidates"))
+        tables.append(
+            _axis_table(candidates, format_drift, rows_key="candidates")
+        )
         tables.append(candidate_table(summary["candidates"]))
     if summary["baselines"]:
         tables.append(baseline_table(summary["baselines"]))
@@ -218,10 +220,11 @@ def plateau_table(summary):
 
 
 def miss_table(summary):
-    """Every axis over 2x for the recommended rule (AdamW: `DECOUPLED_RULE`)
-    in the complete setups, and what accounts for it: a flat optimum, when
-    one factor lies in every configuration's plateau, else the measurement
-    of `MECHANISMS` (or `not measured`)."""
+    """Every axis over 2x, or with a best factor at a grid end (its drift
+    is then a bound), for the recommended rule (AdamW: `DECOUPLED_RULE`) in
+    the complete setups, and what accounts for it: a flat optimum, when one
+    factor lies in every configuration's plateau, else the measurement of
+    `MECHANISMS` (or `not measured`)."""
     recommended = summary["recommended"]["variant"]
     rows = []
     for setup in summary["setups"]:
@@ -243,8 +246,8 @@ def miss_table(summary):
                     f"{_setup_name(setup)}: {axis}",
                     f"`{name}`",
                     why,
-                    _drift(entry),
-                    _plateau_gap(entry),
+                    format_drift(entry),
+                    format_plateau_gap(entry),
                 ]
             )
     return _table(
@@ -254,7 +257,7 @@ def miss_table(summary):
     )
 
 
-def _plateau_gap(entry):
+def format_plateau_gap(entry):
     """`1x`: one factor in every plateau of the axis; else their gap."""
     return f"{entry['plateau_gap']:.1f}x"
 
@@ -331,7 +334,7 @@ def _table(header, rows, text_columns=1):
     return "\n".join(lines)
 
 
-def _drift(entry):
+def format_drift(entry):
     mark = "+" if any(entry["at_edge"]) else ""
     interval = _interval(entry["drift_interval"], "{:.2f}")
     return f"{entry['drift']:.2f}x{mark} {interval}"

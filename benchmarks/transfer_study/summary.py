@@ -150,6 +150,18 @@ def summarize(records, settings):
     return summary
 
 
+def scale_row(summary, setup, variant_name):
+    """The summary's row of one variant in one setup (`Setup`)."""
+    (row,) = [
+        row
+        for entry in summary["setups"]
+        if tuple(entry[field] for field in setup._fields) == tuple(setup)
+        for row in entry["scales"]
+        if row["variant"] == variant_name
+    ]
+    return row
+
+
 def _collapse_by_depth(records, depth_configs, setup):
     """Per depth and variant, the share of seeds collapsed at the default.
 

@@ -184,9 +184,16 @@ def group_members(group, settings, variants=None):
     `variants`: the names of the variants to train, of those the study
     trains in this group (default: all of them).
     """
+    trained = trained_variants(group, settings)
+    unknown = set(variants or ()) - {variant.name for variant in trained}
+    if unknown:
+        raise ValueError(
+            f"{group.key} trains no variant named {sorted(unknown)}; it "
+            f"trains {[variant.name for variant in trained]}"
+        )
     members = [
         (variant, factor)
-        for variant in trained_variants(group, settings)
+        for variant in trained
         if variants is None or variant.name in variants
         for factor in factor_grid(variant, group.setup, settings)
     ]
