@@ -21,7 +21,10 @@ With `--decay`, on a tabular data set: Keras's AdamW on the study's width
 axis (widths 64, 256 and 1024 at depth 4), at the decay that was best on
 the reference model and at none. At the decay, each kernel's root mean
 square weight at initialisation and after training; without it, how far
-Adam moved each kernel relative to its initial norm.
+Adam moved each kernel relative to its initial norm. Then, per width and
+seed, Adam with coupled `none/kernels` at that width's best factor, and
+the decay that coupling amounts to (`equivalent_decay`), to set beside
+AdamW's best decay.
 
     python benchmarks/gradient_ratio.py                          # synthetic
     python benchmarks/gradient_ratio.py --data mnist1d
@@ -76,9 +79,7 @@ OUTPUTS = {"synthetic": 1, "diabetes": 1, "mnist1d": CLASSES}
 
 def layer_ratios(model, x, y, loss):
     """Per kernel, |penalty gradient| / |data gradient| (float64 norms)."""
-    kernels = [
-        layer.kernel for layer in model.layers if hasattr(layer, "kernel")
-    ]
+    kernels = _kernel_variables(model)
     with tf.GradientTape(persistent=True) as tape:
         data_loss = tf.reduce_mean(loss(y, model(x)))
         penalties = [layer.losses[0] for layer in model.layers if layer.losses]
@@ -170,8 +171,9 @@ def measure_decay(summary, data):
     decay = study_row["width"]["best_factors"][shapes.widths.index(width)]
     num_train = FULL.num_train[data][0]
     (x, y), _ = load_data(data, num_train, FULL)
+    coupled = scale_row(summary, Setup("mlp", data, "adam"), "none/kernels")
     rows = []
-    for width in shapes.widths:
+    for index, width in enumerate(shapes.widths):
         initial, decayed = _train_adamw(data, width, depth, decay, x, y)
         start, undecayed = _train_adamw(data, width, depth, 0.0, x, y)
         rows.append(
@@ -188,9 +190,20 @@ def measure_decay(summary, data):
                     float(np.linalg.norm(end - begin) / np.linalg.norm(begin))
                     for begin, end in zip(start, undecayed, strict=True)
                 ],
+                "best_adamw_decay": study_row["width"]["best_factors"][index],
+                "best_coupled_factor": coupled["width"]["best_factors"][index],
             }
         )
         row = rows[-1]
+        row["equivalent_decay"] = [
+            coupled_equivalent_decay(
+                Group("mlp", data, "adam", width, depth, num_train, seed),
+                row["best_coupled_factor"],
+                x,
+                y,
+            )
+            for seed in FULL.seeds
+        ]
         print(
             f"adamw w{width:<5} d{depth}  "
             f"rms init {_short(row['rms_at_init'])}  "
@@ -198,7 +211,74 @@ def measure_decay(summary, data):
             f"{_short(row['moved_without_decay'])}",
             flush=True,
         )
+        equivalent = row["equivalent_decay"]
+        print(
+            f"      coupled none/kernels at {row['best_coupled_factor']:.3g}: "
+            f"equivalent decay {np.median(equivalent):.3g} "
+            f"({min(equivalent):.3g}-{max(equivalent):.3g} over "
+            f"{len(equivalent)} seeds); AdamW's best decay "
+            f"{row['best_adamw_decay']:.3g}",
+            flush=True,
+        )
     return rows
+
+
+def coupled_equivalent_decay(group, factor, x, y):
+    """The AdamW decay that coupled `none/kernels` under Adam amounts to.
+
+    Coupled L2 adds `2 c W` to a kernel's gradient (`c`: the factor times
+    the regularizer's multiplier), and Adam divides it by `sqrt(v_hat) +
+    epsilon`, so each weight decays at `lr * 2 c / (sqrt(v_hat) + epsilon)`
+    per step, where AdamW decays every weight at `lr * weight_decay`. This
+    returns the rate that shrinks the kernels' summed squared norm as fast,
+
+        sum(W**2 * 2 c / (sqrt(v_hat) + epsilon)) / sum(W**2),
+
+    over every kernel, averaged over the training steps.
+    """
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(group.seed)
+    variant = next(v for v in L2_VARIANTS if v.name == "none/kernels")
+    regularizer = member_regularizer(variant, factor, group)
+    model = build_mlp_group(
+        [regularizer],
+        x.shape[1],
+        group.width,
+        group.depth,
+        group.seed,
+        OUTPUTS[group.data],
+    )
+    optimizer = make_optimizer(
+        "adam", None, FULL.learning_rates[group.data]["adam"]
+    )
+    model.compile(optimizer=optimizer, loss=LOSSES[group.data])
+    kernels = _kernel_variables(model)
+    pulls = [2 * factor * regularizer.multiplier(k.shape) for k in kernels]
+    rates = []
+
+    def record(batch, logs):
+        step = float(optimizer.iterations.numpy())
+        shrink = norm = 0.0
+        for kernel, pull in zip(kernels, pulls, strict=True):
+            weights = kernel.numpy().astype(np.float64) ** 2
+            velocity = optimizer._velocities[
+                optimizer._get_variable_index(kernel)
+            ].numpy().astype(np.float64) / (1 - optimizer.beta_2**step)
+            shrink += np.sum(
+                weights * pull / (np.sqrt(velocity) + optimizer.epsilon)
+            )
+            norm += np.sum(weights)
+        rates.append(shrink / norm)
+
+    model.fit(
+        x,
+        y,
+        epochs=FULL.epochs[group.data],
+        batch_size=FULL.batch_size[group.data],
+        verbose=0,
+        callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=record)],
+    )
+    return float(np.mean(rates))
 
 
 def _train_adamw(data, width, depth, decay, x, y):
@@ -221,12 +301,12 @@ def _train_adamw(data, width, depth, decay, x, y):
     return initial, _kernels(model)
 
 
+def _kernel_variables(model):
+    return [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
+
+
 def _kernels(model):
-    return [
-        layer.kernel.numpy().astype(np.float64)
-        for layer in model.layers
-        if hasattr(layer, "kernel")
-    ]
+    return [k.numpy().astype(np.float64) for k in _kernel_variables(model)]
 
 
 def _rms(weights):
