@@ -24,7 +24,8 @@ square weight at initialisation and after training; without it, how far
 Adam moved each kernel relative to its initial norm. Then, per width and
 seed, Adam with coupled `none/kernels` at that width's best factor, and
 the decay that coupling amounts to (`equivalent_decay`), to set beside
-AdamW's best decay.
+AdamW's best decay (the scales page's table:
+`adam_decay.equivalent_decay_table`).
 
     python benchmarks/gradient_ratio.py                          # synthetic
     python benchmarks/gradient_ratio.py --data mnist1d
@@ -48,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras
 import numpy as np
 import tensorflow as tf
+from transfer_study.adam_decay import coupled_decay_rate
 from transfer_study.data import load_data
 from transfer_study.models import CLASSES, build_mlp_group
 from transfer_study.settings import FULL, L2_VARIANTS, TABULAR, Group, Setup
@@ -159,82 +161,77 @@ def _write_rows(rows, replaced):
 
 
 def measure_decay(summary, data):
-    """AdamW on each width, at the reference's best decay and at none.
-
-    At the decay: each kernel's root mean square weight at initialisation
-    and after training. Without decay: how far Adam moved each kernel,
-    `|W_trained - W_init| / |W_init|` (Frobenius norms).
-    """
+    """Per width of the AdamW axis, how AdamW's kernels shrink and move
+    (`_adamw_scale`), and the decay coupled L2 amounts to under Adam
+    (`coupled_equivalent_decay`, every seed), beside the study's best
+    decays."""
     shapes = FULL.shapes_of(Setup("mlp", data, "adamw"))
-    width, depth = shapes.reference
-    study_row = scale_row(summary, Setup("mlp", data, "adamw"), "adamw")
-    decay = study_row["width"]["best_factors"][shapes.widths.index(width)]
+    depth = shapes.reference[1]
+    adamw = scale_row(summary, Setup("mlp", data, "adamw"), "adamw")["width"]
+    coupled = scale_row(summary, Setup("mlp", data, "adam"), "none/kernels")
+    decay = adamw["best_factors"][shapes.widths.index(shapes.reference[0])]
     num_train = FULL.num_train[data][0]
     (x, y), _ = load_data(data, num_train, FULL)
-    coupled = scale_row(summary, Setup("mlp", data, "adam"), "none/kernels")
     rows = []
     for index, width in enumerate(shapes.widths):
-        initial, decayed = _train_adamw(data, width, depth, decay, x, y)
-        start, undecayed = _train_adamw(data, width, depth, 0.0, x, y)
-        rows.append(
-            {
-                "data": data,
-                "optimizer": "adamw",
-                "variant": "adamw",
-                "factor": decay,
-                "width": width,
-                "depth": depth,
-                "rms_at_init": [_rms(w) for w in initial],
-                "rms_trained": [_rms(w) for w in decayed],
-                "moved_without_decay": [
-                    float(np.linalg.norm(end - begin) / np.linalg.norm(begin))
-                    for begin, end in zip(start, undecayed, strict=True)
-                ],
-                "best_adamw_decay": study_row["width"]["best_factors"][index],
-                "best_coupled_factor": coupled["width"]["best_factors"][index],
-            }
-        )
-        row = rows[-1]
-        row["equivalent_decay"] = [
-            coupled_equivalent_decay(
-                Group("mlp", data, "adam", width, depth, num_train, seed),
-                row["best_coupled_factor"],
-                x,
-                y,
-            )
-            for seed in FULL.seeds
-        ]
+        factor = coupled["width"]["best_factors"][index]
+        row = {
+            "data": data,
+            "optimizer": "adamw",
+            "variant": "adamw",
+            "factor": decay,
+            "width": width,
+            "depth": depth,
+            **_adamw_scale(data, width, depth, decay, x, y),
+            "best_adamw_decay": adamw["best_factors"][index],
+            "best_coupled_factor": factor,
+            "equivalent_decay": [
+                coupled_equivalent_decay(
+                    Group("mlp", data, "adam", width, depth, num_train, seed),
+                    factor,
+                    x,
+                    y,
+                )
+                for seed in FULL.seeds
+            ],
+        }
+        rows.append(row)
+        equivalent = row["equivalent_decay"]
         print(
             f"adamw w{width:<5} d{depth}  "
             f"rms init {_short(row['rms_at_init'])}  "
             f"trained {_short(row['rms_trained'])}  moved without decay "
-            f"{_short(row['moved_without_decay'])}",
-            flush=True,
-        )
-        equivalent = row["equivalent_decay"]
-        print(
-            f"      coupled none/kernels at {row['best_coupled_factor']:.3g}: "
-            f"equivalent decay {np.median(equivalent):.3g} "
-            f"({min(equivalent):.3g}-{max(equivalent):.3g} over "
-            f"{len(equivalent)} seeds); AdamW's best decay "
-            f"{row['best_adamw_decay']:.3g}",
+            f"{_short(row['moved_without_decay'])}\n"
+            f"      coupled none/kernels at {factor:.3g}: equivalent decay "
+            f"{np.median(equivalent):.3g} ({min(equivalent):.3g}-"
+            f"{max(equivalent):.3g} over {len(equivalent)} seeds); AdamW's "
+            f"best decay {row['best_adamw_decay']:.3g}",
             flush=True,
         )
     return rows
 
 
+def _adamw_scale(data, width, depth, decay, x, y):
+    """AdamW at `decay`: each kernel's root mean square weight at
+    initialisation and after training. Without decay: how far Adam moved
+    each kernel, `|W_trained - W_init| / |W_init|` (Frobenius norms)."""
+    initial, decayed = _train_adamw(data, width, depth, decay, x, y)
+    start, undecayed = _train_adamw(data, width, depth, 0.0, x, y)
+    return {
+        "rms_at_init": [_rms(w) for w in initial],
+        "rms_trained": [_rms(w) for w in decayed],
+        "moved_without_decay": [
+            float(np.linalg.norm(end - begin) / np.linalg.norm(begin))
+            for begin, end in zip(start, undecayed, strict=True)
+        ],
+    }
+
+
 def coupled_equivalent_decay(group, factor, x, y):
     """The AdamW decay that coupled `none/kernels` under Adam amounts to.
 
-    Coupled L2 adds `2 c W` to a kernel's gradient (`c`: the factor times
-    the regularizer's multiplier), and Adam divides it by `sqrt(v_hat) +
-    epsilon`, so each weight decays at `lr * 2 c / (sqrt(v_hat) + epsilon)`
-    per step, where AdamW decays every weight at `lr * weight_decay`. This
-    returns the rate that shrinks the kernels' summed squared norm as fast,
-
-        sum(W**2 * 2 c / (sqrt(v_hat) + epsilon)) / sum(W**2),
-
-    over every kernel, averaged over the training steps.
+    Trains the group's MLP with Adam and the coupled penalty at `factor`,
+    and averages `adam_decay.coupled_decay_rate` over the training steps.
     """
     keras.utils.clear_session()
     keras.utils.set_random_seed(group.seed)
@@ -255,28 +252,19 @@ def coupled_equivalent_decay(group, factor, x, y):
     kernels = _kernel_variables(model)
     pulls = [2 * factor * regularizer.multiplier(k.shape) for k in kernels]
     rates = []
-
-    def record(batch, logs):
-        step = float(optimizer.iterations.numpy())
-        shrink = norm = 0.0
-        for kernel, pull in zip(kernels, pulls, strict=True):
-            weights = kernel.numpy().astype(np.float64) ** 2
-            velocity = optimizer._velocities[
-                optimizer._get_variable_index(kernel)
-            ].numpy().astype(np.float64) / (1 - optimizer.beta_2**step)
-            shrink += np.sum(
-                weights * pull / (np.sqrt(velocity) + optimizer.epsilon)
-            )
-            norm += np.sum(weights)
-        rates.append(shrink / norm)
-
     model.fit(
         x,
         y,
         epochs=FULL.epochs[group.data],
         batch_size=FULL.batch_size[group.data],
         verbose=0,
-        callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=record)],
+        callbacks=[
+            keras.callbacks.LambdaCallback(
+                on_train_batch_end=lambda batch, logs: rates.append(
+                    coupled_decay_rate(optimizer, kernels, pulls)
+                )
+            )
+        ],
     )
     return float(np.mean(rates))
 

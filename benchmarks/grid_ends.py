@@ -7,10 +7,10 @@ that member with the configuration's best grid factor, paired by seed: the
 mean difference of the test data loss, `unpenalized - best`, with its 95 %
 bootstrap interval.
 
-- Where the interval reaches zero, no penalty at all does as well as the
-  best factor, within the seed noise. Below the grid's end the loss can
-  only go toward the unpenalized one, so no smaller factor can be told
-  better: the best factor is "this small or none", not an unmeasured one.
+- Where the interval reaches zero, the seeds cannot tell no penalty at all
+  from the best factor. As the factor goes to zero the loss goes to the
+  unpenalized one, so nothing here points to a better factor beyond the
+  end: the best factor is "this small, or none".
 - Where the unpenalized member is worse, a smaller factor might be better
   still. Those configurations are trained again, every seed, on the grid
   widened `SHIFT` half-decades beyond the end (the study's settings
@@ -19,6 +19,12 @@ bootstrap interval.
 
     KERAS_BACKEND=jax python benchmarks/grid_ends.py
     python benchmarks/grid_ends.py --no-train   # summarize only
+    KERAS_BACKEND=jax python benchmarks/grid_ends.py \
+        --repeat transformer/mnist1d/sgd/w32/d1/n4000/s0
+
+`--repeat` trains one of the study's groups twice, as the study did, and
+prints how many runs the two repeats share bit for bit and how far the
+first lies from the study's published runs.
 
 It resumes from the records in `results/grid_ends.json`, and reads the
 study's records and summary from `results/lambda_transfer.json`.
@@ -64,20 +70,13 @@ def grid_ends(summary, settings=FULL):
         setup = setups[(entry["family"], entry["data"], entry["optimizer"])]
         configs = axis_configs(setup, settings)
         for row in entry["scales"]:
-            for axis, axis_configs_ in configs.items():
-                if axis not in row:
-                    continue
-                for index, at_edge in enumerate(row[axis]["at_edge"]):
-                    if at_edge:
-                        found.append(
-                            (
-                                setup,
-                                row["variant"],
-                                axis,
-                                index,
-                                axis_configs_[index],
-                            )
-                        )
+            found += [
+                (setup, row["variant"], axis, index, configs[axis][index])
+                for axis in configs
+                if axis in row
+                for index, at_edge in enumerate(row[axis]["at_edge"])
+                if at_edge
+            ]
     return found
 
 
@@ -119,7 +118,9 @@ def against_unpenalized(factors, losses, unpenalized, key):
     `difference` is the mean over the seeds of `unpenalized - loss(best)`
     (positive: the penalty helps), `interval` its 95 % bootstrap interval;
     `relative` and `relative_interval` the same over the best's mean loss.
-    `flat_to_none`: the interval reaches zero, so no penalty does as well.
+    `unpenalized_within_noise`: the interval reaches zero, so the seeds
+    cannot tell no penalty from the best factor. That is no evidence of a
+    better factor beyond the grid, not proof that the loss is flat.
     """
     best = int(np.argmin(losses.mean(axis=0)))
     differences = unpenalized - losses[:, best]
@@ -132,8 +133,17 @@ def against_unpenalized(factors, losses, unpenalized, key):
         "interval": interval,
         "relative": float(differences.mean()) / scale,
         "relative_interval": [v / scale for v in interval],
-        "flat_to_none": interval[0] <= 0,
+        "unpenalized_within_noise": interval[0] <= 0,
     }
+
+
+def end_check(records, config, variant):
+    """`against_unpenalized` for one end, with the bootstrap seeded by the
+    end itself: the same draw wherever the end is checked."""
+    factors, losses, plain = paired_curves(records, config, variant)
+    return against_unpenalized(
+        factors, losses, plain, f"{_config_key(config)}/{variant}"
+    )
 
 
 def _end(factors, index):
@@ -152,6 +162,11 @@ def widened_settings(setup, variant, end, settings=FULL):
     center moves half that way, and it reaches that much further on each
     side.
     """
+    if end not in ("low", "high"):
+        raise ValueError(
+            f"Invalid value for argument `end`: expected 'low' or 'high', "
+            f"the grid end to widen. Received: end={end!r}"
+        )
     kind = "decay" if variant.startswith("adamw") else "l2"
     sign = -1 if end == "low" else 1
     center = {key: dict(values) for key, values in settings.center.items()}
@@ -167,26 +182,33 @@ def to_extend(ends, records, settings=FULL):
     """Per configuration to train again: its groups, settings, variants.
 
     `{config key: (groups, settings, trained variants)}` for every grid end
-    whose unpenalized member is worse than the best, by the interval.
+    whose unpenalized member is worse than the best, by the interval. A
+    derived variant (`none/kernels`) is trained as its source (`none`). One
+    configuration is widened one way only: ends that would widen it two
+    ways (both ends, or a penalty and a decay) are refused.
     """
     todo = {}
     for setup, variant, _, _, config in ends:
-        factors, losses, plain = paired_curves(records, config, variant)
-        key = _config_key(config)
-        check = against_unpenalized(factors, losses, plain, key)
-        if check["flat_to_none"]:
+        check = end_check(records, config, variant)
+        if check["unpenalized_within_noise"]:
             continue
-        source = DERIVED_FROM.get(variant, variant)
+        key = _config_key(config)
+        widened = widened_settings(setup, variant, check["end"], settings)
         seeds = sorted({r["seed"] for r in records if _matches(r, config)})
-        groups, widened, variants = todo.get(
-            key,
-            (
-                [Group(**config, seed=seed) for seed in seeds],
-                widened_settings(setup, variant, check["end"], settings),
-                set(),
-            ),
+        groups, known, variants = todo.get(
+            key, ([Group(**config, seed=s) for s in seeds], widened, set())
         )
-        todo[key] = (groups, widened, variants | {source})
+        if known != widened:
+            raise ValueError(
+                f"{key}: its grid ends would widen it two ways (another end "
+                f"than {check['end']!r} of {variant}, or another kind of "
+                "penalty); train them apart"
+            )
+        todo[key] = (
+            groups,
+            widened,
+            variants | {DERIVED_FROM.get(variant, variant)},
+        )
     return todo
 
 
@@ -225,8 +247,12 @@ def extended_entry(records, config, variant, key):
 
 
 def _even_run(factors):
-    """The longest run of factors half a decade apart: the widened grid,
-    without the default factor the study adds to every grid."""
+    """The longest run of factors half a decade apart: the widened grid.
+
+    The default factor the study adds to every grid stays out where it
+    lies off that run; where it lies on it (next to its end, or inside),
+    it is a grid point like the others.
+    """
     steps = np.isclose(np.diff(np.log10(factors)), 0.5)
     best_start, best_length, start = 0, 1, 0
     for index, even in enumerate(steps, 1):
@@ -238,10 +264,12 @@ def _even_run(factors):
 
 
 def reproduced(study_records, new_records, config):
-    """The largest relative difference of a test loss the two runs share.
+    """How closely the new run repeats the study's, where both trained.
 
-    The same configuration, seed, variant and factor: the same initial
-    weights and batch order. `None` when they share no run.
+    Over the runs of the same configuration, seed, variant and factor (the
+    same initial weights and batch order): the `largest` and the `median`
+    relative difference of the test data loss, and how many `runs`. `None`
+    when they share no run.
     """
     study = {
         (r["seed"], r["variant"], r["factor"]): r["test_data_loss"]
@@ -254,15 +282,22 @@ def reproduced(study_records, new_records, config):
         if _matches(r, config)
         and (k := (r["seed"], r["variant"], r["factor"])) in study
     ]
-    return max(shared) if shared else None
+    if not shared:
+        return None
+    return {
+        "largest": max(shared),
+        "median": float(np.median(shared)),
+        "runs": len(shared),
+    }
 
 
 def summarize(study, records, settings=FULL):
     """Per grid end: the comparison with no penalty, and where trained
     again, the widened grid's (`extended_entry`, with `reproduced`).
 
-    `every_end_flat_to_none`: at every end, no penalty does as well as the
-    best factor, on the widened grid where there is one.
+    `every_end_unpenalized_within_noise`: at every end, the seeds cannot
+    tell no penalty from the best factor, on the widened grid where there
+    is one.
     """
     study_records = with_derived_records(study["records"])
     new_records = with_derived_records(records)
@@ -270,8 +305,6 @@ def summarize(study, records, settings=FULL):
     for setup, variant, axis, index, config in grid_ends(
         study["summary"], settings
     ):
-        key = f"{_config_key(config)}/{variant}"
-        factors, losses, plain = paired_curves(study_records, config, variant)
         row = {
             "family": setup.family,
             "data": setup.data,
@@ -280,22 +313,25 @@ def summarize(study, records, settings=FULL):
             "axis": axis,
             "index": index,
             "config": _config_key(config),
-            "against_unpenalized": against_unpenalized(
-                factors, losses, plain, key
-            ),
+            "against_unpenalized": end_check(study_records, config, variant),
             "extended": None,
         }
-        if any(_matches(r, config) for r in new_records):
+        if any(
+            _matches(r, config) and r["variant"] == variant for r in new_records
+        ):
+            key = f"{_config_key(config)}/{variant}"
             extended = extended_entry(new_records, config, variant, key)
             extended["reproduced"] = reproduced(
-                study_records, new_records, config
+                study["records"], records, config
             )
             row["extended"] = extended
         rows.append(row)
     return {
         "ends": rows,
-        "every_end_flat_to_none": all(
-            (row["extended"] or row)["against_unpenalized"]["flat_to_none"]
+        "every_end_unpenalized_within_noise": all(
+            (row["extended"] or row)["against_unpenalized"][
+                "unpenalized_within_noise"
+            ]
             for row in rows
         ),
     }
@@ -304,8 +340,8 @@ def summarize(study, records, settings=FULL):
 def format_table(summary):
     """One row per grid end: no penalty against the best, and beyond.
 
-    An end that several axes share (the reference model lies on all three)
-    and that was not trained again is one row, its axes joined.
+    Ends that differ only in their axis (the reference model lies on all
+    three) are one row, their axes joined.
     """
     rows = {}
     for row in summary["ends"]:
@@ -331,8 +367,8 @@ def format_table(summary):
 def _beyond(row):
     extended = row["extended"]
     if extended is None:
-        if row["against_unpenalized"]["flat_to_none"]:
-            return "not needed: flat to no penalty"
+        if row["against_unpenalized"]["unpenalized_within_noise"]:
+            return "not needed: no penalty within the noise"
         return "not trained yet"
     low, high = extended["plateau"]
     edge = ", at its end" if extended["at_edge"] else ""
@@ -348,13 +384,54 @@ def _versus(check):
     return f"{check['relative']:+.1%} ({low:+.1%} to {high:+.1%})"
 
 
+def repeat_study_group(study_records, group):
+    """Trains one of the study's groups twice, exactly as the study did.
+
+    Returns how many runs the two repeats share bit for bit, of how many,
+    and the largest absolute difference of a test data loss between the
+    first repeat and the study's published run.
+    """
+    first = train_group(group, FULL)
+    second = train_group(group, FULL)
+    published = {
+        (r["variant"], r["factor"]): r["test_data_loss"]
+        for r in study_records
+        if Group.of_record(r).key == group.key
+    }
+    return {
+        "runs": len(first),
+        "identical_repeats": sum(
+            a["test_data_loss"] == b["test_data_loss"]
+            for a, b in zip(first, second, strict=True)
+        ),
+        "largest_difference_to_study": max(
+            abs(r["test_data_loss"] - published[(r["variant"], r["factor"])])
+            for r in first
+        ),
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument(
+        "--repeat",
+        metavar="GROUP",
+        help="train one of the study's groups twice (its key, e.g. "
+        "transformer/mnist1d/sgd/w32/d1/n4000/s0) and compare",
+    )
     arguments = parser.parse_args(argv)
     study, path, base, records = follow_up(
         "grid_ends.json", {"shift": SHIFT}, train_now=not arguments.no_train
     )
+    if arguments.repeat:
+        groups = {Group.of_record(r) for r in study["records"]}
+        matches = [g for g in groups if g.key == arguments.repeat]
+        if not matches:
+            parser.error(f"the study has no group {arguments.repeat}")
+        group = matches[0]
+        print(repeat_study_group(study["records"], group))
+        return
     if not arguments.no_train:
         ends = grid_ends(study["summary"])
         study_records = with_derived_records(study["records"])

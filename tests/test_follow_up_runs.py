@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import adamw_width  # noqa: E402
 import data_size_steps  # noqa: E402
 import grid_ends  # noqa: E402
+from transfer_study import adam_decay  # noqa: E402
 from transfer_study.curves import axis_entry  # noqa: E402
 from transfer_study.grid import factor_grid  # noqa: E402
 from transfer_study.settings import FULL, L2_VARIANTS, Group, Setup  # noqa: E402
@@ -175,54 +176,63 @@ def test_published_adamw_width_is_what_its_records_give():
     assert adamw_width.format_table(published["summary"]) in page
 
 
-def _end_records(unpenalized_seeds=(0, 1, 2)):
-    """One configuration: `none` on four factors, lowest loss at the lowest
-    factor, three seeds; the unpenalized member of `unpenalized_seeds`."""
-    config = {
-        "family": "cnn",
-        "data": "mnist1d",
-        "optimizer": "adam",
-        "width": 8,
-        "depth": 3,
-        "num_train": 4000,
-    }
+CNN_CONFIG = {
+    "family": "cnn",
+    "data": "mnist1d",
+    "optimizer": "adam",
+    "width": 8,
+    "depth": 3,
+    "num_train": 4000,
+}
+
+
+def _end_records(unpenalized=(0.53, 0.54, 0.55), variant="none"):
+    """One configuration: `variant` on four factors, lowest loss at the
+    lowest, one seed per entry of `unpenalized` (`None`: that seed has no
+    unpenalized member), in shuffled order."""
     losses = {1e-4: 0.50, 10**-3.5: 0.52, 1e-3: 0.55, 10**-2.5: 0.70}
     records = [
         {
-            **config,
+            **CNN_CONFIG,
             "seed": seed,
-            "variant": "none",
+            "variant": variant,
             "factor": float(f"{factor:.6g}"),
             "test_data_loss": loss + 0.01 * seed,
             "test_metric": 0.9,
             "collapsed": False,
         }
-        for seed in (0, 1, 2)
+        for seed in range(len(unpenalized))
         for factor, loss in losses.items()
     ]
     records += [
         {
-            **config,
+            **CNN_CONFIG,
             "seed": seed,
             "variant": "unpenalized",
             "factor": 0.0,
-            "test_data_loss": 0.53 + 0.01 * seed,
+            "test_data_loss": loss,
             "test_metric": 0.9,
             "collapsed": False,
         }
-        for seed in unpenalized_seeds
+        for seed, loss in enumerate(unpenalized)
+        if loss is not None
     ]
-    return config, records
+    # Record order must not pair the seeds.
+    order = np.random.default_rng(0).permutation(len(records))
+    return [records[i] for i in order]
 
 
 def test_best_at_the_grid_end_against_no_penalty_paired_by_seed():
-    config, records = _end_records()
-    factors, losses, plain = grid_ends.paired_curves(records, config, "none")
+    records = _end_records()
+    factors, losses, plain = grid_ends.paired_curves(
+        records, CNN_CONFIG, "none"
+    )
     # The grid holds factors to 6 significant digits, as the study does.
     np.testing.assert_allclose(
         factors, [1e-4, 10**-3.5, 1e-3, 10**-2.5], rtol=1e-6
     )
     np.testing.assert_allclose(plain, [0.53, 0.54, 0.55])
+    np.testing.assert_allclose(losses[:, 0], [0.50, 0.51, 0.52])
     check = grid_ends.against_unpenalized(factors, losses, plain, "key")
     # Every seed's unpenalized member is 0.03 above its best: the interval
     # of the mean is that one value, and it does not reach zero.
@@ -231,22 +241,73 @@ def test_best_at_the_grid_end_against_no_penalty_paired_by_seed():
     assert check["difference"] == pytest.approx(0.03, rel=1e-12)
     assert check["interval"] == pytest.approx([0.03, 0.03], rel=1e-12)
     assert check["relative"] == pytest.approx(0.03 / 0.51, rel=1e-12)
-    assert not check["flat_to_none"]
-    # Differences of both signs: no penalty does as well, within the noise.
-    flat = grid_ends.against_unpenalized(
+    assert not check["unpenalized_within_noise"]
+    # Differences of both signs: the seeds cannot tell them apart.
+    mixed = grid_ends.against_unpenalized(
         factors, losses, losses[:, 0] + np.array([-0.02, 0.02, 0.0]), "key"
     )
-    assert flat["interval"][0] < 0 < flat["interval"][1]
-    assert flat["flat_to_none"]
+    assert mixed["interval"][0] < 0 < mixed["interval"][1]
+    assert mixed["unpenalized_within_noise"]
 
 
 def test_a_grid_end_without_the_same_seeds_unpenalized_is_refused():
-    config, records = _end_records(unpenalized_seeds=(0, 1))
+    records = _end_records(unpenalized=(0.53, None, 0.55))
     with pytest.raises(ValueError, match="pairs them seed by seed"):
-        grid_ends.paired_curves(records, config, "none")
-    config, records = _end_records(unpenalized_seeds=())
+        grid_ends.paired_curves(records, CNN_CONFIG, "none")
+    records = _end_records(unpenalized=(None, None, None))
     with pytest.raises(ValueError, match="no unpenalized member"):
-        grid_ends.paired_curves(records, config, "none")
+        grid_ends.paired_curves(records, CNN_CONFIG, "none")
+
+
+def _ends(*variants):
+    setup = Setup("cnn", "mnist1d", "adam")
+    return [(setup, variant, "width", 0, CNN_CONFIG) for variant in variants]
+
+
+def test_ends_to_train_again_by_configuration_and_source_variant():
+    setup = Setup("cnn", "mnist1d", "adam")
+    # No penalty worse on every seed: train `none` again, for itself and
+    # for `none/kernels`, which trains as it; all three seeds, one group
+    # each, on the grid widened at the low end.
+    records = grid_ends.with_derived_records(_end_records())
+    todo = grid_ends.to_extend(_ends("none", "none/kernels"), records)
+    ((groups, widened, variants),) = todo.values()
+    assert variants == {"none"}
+    assert [g.seed for g in groups] == [0, 1, 2]
+    assert {g.key.rsplit("/", 1)[0] for g in groups} == {
+        "cnn/mnist1d/adam/w8/d3/n4000"
+    }
+    assert widened == grid_ends.widened_settings(setup, "none", "low")
+    # No penalty within the noise: nothing to train.
+    flat = _end_records(unpenalized=(0.48, 0.53, 0.52))
+    assert grid_ends.to_extend(_ends("none"), flat) == {}
+    # Two ends of one configuration that would widen it two ways.
+    both = _end_records() + [
+        {**r, "variant": "adamw"}
+        for r in _end_records()
+        if r["variant"] == "none"
+    ]
+    with pytest.raises(ValueError, match="widen it two ways"):
+        grid_ends.to_extend(_ends("none", "adamw"), both)
+    with pytest.raises(ValueError, match="Received: end=None"):
+        grid_ends.widened_settings(setup, "none", None)
+
+
+def test_a_rerun_is_compared_with_the_study_on_the_runs_both_trained():
+    study = _end_records()
+    again = [
+        {**r, "test_data_loss": r["test_data_loss"] * (1.1 if r["seed"] else 1)}
+        for r in study
+        if r["factor"] <= 1e-3
+    ] + [{**study[0], "factor": 1e-9}]
+    # Seeds 1 and 2 of 3 factors and the unpenalized member: 10% apart.
+    expected = [0.0] * 4 + [0.1] * 8
+    got = grid_ends.reproduced(study, again, CNN_CONFIG)
+    assert got["runs"] == len(expected)
+    assert got["largest"] == pytest.approx(max(expected), rel=1e-9)
+    assert got["median"] == pytest.approx(np.median(expected), rel=1e-9)
+    other = {**CNN_CONFIG, "width": 32}
+    assert grid_ends.reproduced(study, again, other) is None
 
 
 def test_the_widened_grid_keeps_the_studys_factors_and_goes_beyond():
@@ -274,10 +335,16 @@ def test_the_widened_grid_keeps_the_studys_factors_and_goes_beyond():
     assert widened.half_decades == FULL.half_decades + 2
 
 
-def test_the_default_factor_off_the_grid_stays_out_of_the_curve():
-    factors = np.array([1e-8, 10**-7.5, 1e-7, 10**-6.5, 1e-2])
-    assert grid_ends._even_run(factors) == slice(0, 4)
-    assert grid_ends._even_run(factors[::-1][:1]) == slice(0, 1)
+def test_the_curve_is_the_longest_run_of_half_decades():
+    lattice = [1e-8, 10**-7.5, 1e-7, 10**-6.5]
+    # The default off the run stays out, before or after it.
+    assert grid_ends._even_run(np.array([*lattice, 1e-2])) == slice(0, 4)
+    assert grid_ends._even_run(np.array([1e-12, *lattice])) == slice(1, 5)
+    # Next to the run's end, it is a grid point like the others.
+    assert grid_ends._even_run(np.array([*lattice, 1e-6])) == slice(0, 5)
+    # Of two runs, the longer one.
+    two = np.array([1e-9, 10**-8.5, 1e-6, 10**-5.5, 1e-5])
+    assert grid_ends._even_run(two) == slice(2, 5)
 
 
 def test_published_grid_ends_are_what_their_records_give():
@@ -290,10 +357,17 @@ def test_published_grid_ends_are_what_their_records_give():
         published["summary"],
         rel=SUMMARY_RTOL,
     )
-    # Every grid end of the study is listed, and each is either flat down
-    # to no penalty or trained again, on every seed, beyond it.
+    # Every grid end of the study is listed, counted from its summary, and
+    # each has no penalty within the noise or is trained again beyond it.
     ends = published["summary"]["ends"]
-    assert len(ends) == len(grid_ends.grid_ends(study["summary"]))
+    assert len(ends) == sum(
+        flag
+        for setup in study["summary"]["setups"]
+        for row in setup["scales"]
+        for axis in ("width", "depth", "data size")
+        if axis in row
+        for flag in row[axis]["at_edge"]
+    )
     todo = grid_ends.to_extend(
         grid_ends.grid_ends(study["summary"]),
         grid_ends.with_derived_records(study["records"]),
@@ -301,8 +375,61 @@ def test_published_grid_ends_are_what_their_records_give():
     trained = {Group.of_record(r).key for r in published["records"]}
     assert trained == {g.key for groups, _, _ in todo.values() for g in groups}
     for end in ends:
-        assert end["against_unpenalized"]["flat_to_none"] or end["extended"]
+        checked = end["against_unpenalized"]["unpenalized_within_noise"]
+        assert checked or end["extended"]
     # What the scales page concludes from it.
-    assert published["summary"]["every_end_flat_to_none"]
+    assert published["summary"]["every_end_unpenalized_within_noise"]
     page = (ROOT / "docs" / "pages" / "scales.md").read_text()
     assert grid_ends.format_table(published["summary"]) in page
+
+
+def test_published_equivalent_decay_table_is_on_the_scales_page():
+    rows = [
+        row
+        for row in json.loads((RESULTS / "gradient_ratio.json").read_text())[
+            "rows"
+        ]
+        if row["optimizer"] == "adamw"
+    ]
+    width_run = json.loads((RESULTS / "adamw_width.json").read_text())
+    # The study's best decays the rows were measured beside, every seed.
+    for setup in width_run["summary"]["setups"]:
+        per_width = [r for r in rows if r["data"] == setup["data"]]
+        assert [r["best_adamw_decay"] for r in per_width] == setup[
+            "every variable"
+        ]["best_factors"]
+        assert {len(r["equivalent_decay"]) for r in per_width} == {
+            len(FULL.seeds)
+        }
+    page = (ROOT / "docs" / "pages" / "scales.md").read_text()
+    table = adam_decay.equivalent_decay_table(rows, width_run["summary"])
+    assert table in page
+
+
+def test_a_repeated_study_group_is_counted_against_the_published_runs(
+    monkeypatch,
+):
+    study = _end_records()
+    group = Group(**CNN_CONFIG, seed=1)
+    published = [r for r in study if r["seed"] == 1]
+    repeats = iter(
+        [
+            [
+                {**r, "test_data_loss": r["test_data_loss"] + 0.25}
+                for r in published
+            ],
+            [
+                {
+                    **r,
+                    "test_data_loss": r["test_data_loss"]
+                    + (0.25 if i else 0.5),
+                }
+                for i, r in enumerate(published)
+            ],
+        ]
+    )
+    monkeypatch.setattr(grid_ends, "train_group", lambda g, s: next(repeats))
+    got = grid_ends.repeat_study_group(study, group)
+    assert got["runs"] == len(published) == 5
+    assert got["identical_repeats"] == 4
+    assert got["largest_difference_to_study"] == pytest.approx(0.25, rel=1e-12)

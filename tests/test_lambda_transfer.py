@@ -29,6 +29,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "lambda_transfer.json"
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from transfer_study import (  # noqa: E402
+    adam_decay,
     comparisons,
     curves,
     derived,
@@ -892,3 +893,40 @@ def test_a_group_refuses_variants_it_does_not_train():
         training.group_members(group, settings.FULL, ("none", "adamw"))
     members = training.group_members(group, settings.FULL, ("none",))
     assert {variant.name for variant, _ in members} == {"none"}
+
+
+def test_coupled_decay_rate_after_one_adam_step():
+    # Two kernels with a bias between them, so the optimizer's variable
+    # index matters. After one step, Adam's second moment is
+    # `(1 - beta_2) * g**2`, so the divisor `(sqrt(v) + epsilon) /
+    # sqrt(1 - beta_2)` is `|g| + epsilon / sqrt(1 - beta_2)`.
+    rng = np.random.default_rng(0)
+    values = [
+        rng.normal(size=(3, 4)),
+        rng.normal(size=(4,)),
+        rng.normal(size=(4, 2)),
+    ]
+    gradients = [rng.normal(size=v.shape) for v in values]
+    variables = [keras.Variable(v, dtype="float32") for v in values]
+    optimizer = keras.optimizers.Adam(learning_rate=1e-2, epsilon=1e-3)
+    optimizer.apply_gradients(
+        zip(
+            [keras.ops.convert_to_tensor(g, "float32") for g in gradients],
+            variables,
+            strict=True,
+        )
+    )
+    kernels, pulls = [variables[0], variables[2]], [0.3, 0.05]
+    shrink = norm = 0.0
+    for kernel, pull, gradient in zip(
+        kernels, pulls, [gradients[0], gradients[2]], strict=True
+    ):
+        gradient = gradient.astype(np.float32).astype(np.float64)
+        squares = keras.ops.convert_to_numpy(kernel).astype(np.float64) ** 2
+        divisor = np.abs(gradient) + 1e-3 / np.sqrt(1 - 0.999)
+        shrink += np.sum(squares * pull / divisor)
+        norm += np.sum(squares)
+    # float32 moments: a relative tolerance well above float32 rounding.
+    assert adam_decay.coupled_decay_rate(
+        optimizer, kernels, pulls
+    ) == pytest.approx(shrink / norm, rel=1e-5)

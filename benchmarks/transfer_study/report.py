@@ -13,7 +13,7 @@ MECHANISMS = {
     ("data size", False): "the rows, up to the collapse cliff",
     ("data size", True): "the rows, faster than lambda/(2m)",
     ("depth", False): "the summed pull across depth",
-    ("width", True): "AdamW: its decay skips Adam's division",
+    ("width", True): "AdamW: its decay skips Adam's division, in part",
 }
 """Per (axis, decoupled), the measurement that accounts for a cell over 2x
 whose plateaus do not overlap (the scales page, "Every cell over 2x")."""
