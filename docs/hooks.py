@@ -10,7 +10,9 @@
 - Every built page is read back: an example (`>>>`) that renders as prose
   (Markdown takes `>>>` for nested quotes) instead of a highlighted code
   block fails the build. Examples sit in an `Examples:` section of their
-  docstring, which renders as code.
+  docstring, which renders as code. So does a code fence that renders as
+  prose (an info string the fence extension does not take, or a fence in a
+  list item indented less than the item's text).
 """
 
 import html.parser
@@ -63,14 +65,16 @@ def on_pre_build(config):
         raise PluginError("API reference: " + "; ".join(problems))
 
 
-class _ExamplesOutsideCode(html.parser.HTMLParser):
-    """Collects the text of `>>>` lines that sit outside code."""
+class _CodeAsProse(html.parser.HTMLParser):
+    """Collects the `>>>` lines (`found`) and code fences (`fences`) that
+    sit outside code."""
 
     def __init__(self):
         super().__init__()
         self.depth = 0  # open <pre> and <code> elements
         self.quotes = 0  # open <blockquote> elements
         self.found = []
+        self.fences = []
 
     def handle_starttag(self, tag, attrs):
         if tag in ("pre", "code"):
@@ -89,17 +93,28 @@ class _ExamplesOutsideCode(html.parser.HTMLParser):
         quoted = self.quotes >= 3 and data.strip()
         if quoted or (not self.depth and ">>>" in data):
             self.found.append(data.strip().splitlines()[0][:60])
+        if not self.depth and "```" in data:
+            line = next(x for x in data.splitlines() if "```" in x)
+            self.fences.append(line.strip()[:60])
 
 
-def examples_outside_code(page_html):
-    """The `>>>` lines of `page_html` that are not in a code block."""
-    parser = _ExamplesOutsideCode()
+def code_as_prose(page_html):
+    """The `>>>` lines and the code fences of `page_html` that are not in a
+    code block."""
+    parser = _CodeAsProse()
     parser.feed(page_html)
-    return parser.found
+    return parser.found, parser.fences
 
 
 def on_post_page(output, page, config):
-    found = examples_outside_code(output)
+    found, fences = code_as_prose(output)
+    if fences:
+        raise PluginError(
+            f"{page.file.src_uri}: {len(fences)} code fence(s) render as "
+            f"prose, starting with {fences[0]!r}; use a plain language name "
+            "(```python, or ```py for a block the tests do not run) and "
+            "indent a fence in a list item as deep as the item's text."
+        )
     if found:
         raise PluginError(
             f"{page.file.src_uri}: {len(found)} example(s) render as prose, "

@@ -33,8 +33,8 @@ def _pages():
 
 def test_documented_python_examples_run_in_order():
     # On each page, plain ```python blocks run top to bottom in one
-    # namespace, as a reader would paste them; ```python no-run blocks need
-    # other devices.
+    # namespace, as a reader would paste them. ```py blocks are not run:
+    # they need other devices, or the reader's own model.
     pages = _pages()
     namespaces = {}
     for name, text in pages.items():
