@@ -43,6 +43,7 @@ from lambda_transfer import follow_up, train_missing, write
 from transfer_study.curves import (
     best_factor,
     entry_rng,
+    matches,
     mean_interval,
     plateau,
     seed_losses,
@@ -91,7 +92,7 @@ def paired_curves(records, config, variant):
         return sorted(
             r["seed"]
             for r in records
-            if r["variant"] == name and _matches(r, config)
+            if r["variant"] == name and matches(r, config)
         )
 
     factors, losses, _, _ = seed_losses(records, config, variant)
@@ -194,7 +195,7 @@ def to_extend(ends, records, settings=FULL):
             continue
         key = _config_key(config)
         widened = widened_settings(setup, variant, check["end"], settings)
-        seeds = sorted({r["seed"] for r in records if _matches(r, config)})
+        seeds = sorted({r["seed"] for r in records if matches(r, config)})
         groups, known, variants = todo.get(
             key, ([Group(**config, seed=s) for s in seeds], widened, set())
         )
@@ -212,15 +213,8 @@ def to_extend(ends, records, settings=FULL):
     return todo
 
 
-def _matches(record, config):
-    return all(record[field] == value for field, value in config.items())
-
-
 def _config_key(config):
-    return (
-        f"{config['family']}/{config['data']}/{config['optimizer']}/"
-        f"w{config['width']}/d{config['depth']}/n{config['num_train']}"
-    )
+    return Group(**config, seed=0).config_key
 
 
 def extended_entry(records, config, variant, key):
@@ -274,12 +268,12 @@ def reproduced(study_records, new_records, config):
     study = {
         (r["seed"], r["variant"], r["factor"]): r["test_data_loss"]
         for r in study_records
-        if _matches(r, config)
+        if matches(r, config)
     }
     shared = [
         abs(r["test_data_loss"] - study[k]) / abs(study[k])
         for r in new_records
-        if _matches(r, config)
+        if matches(r, config)
         and (k := (r["seed"], r["variant"], r["factor"])) in study
     ]
     if not shared:
@@ -317,7 +311,7 @@ def summarize(study, records, settings=FULL):
             "extended": None,
         }
         if any(
-            _matches(r, config) and r["variant"] == variant for r in new_records
+            matches(r, config) and r["variant"] == variant for r in new_records
         ):
             key = f"{_config_key(config)}/{variant}"
             extended = extended_entry(new_records, config, variant, key)
@@ -426,10 +420,10 @@ def main(argv=None):
     )
     if arguments.repeat:
         groups = {Group.of_record(r) for r in study["records"]}
-        matches = [g for g in groups if g.key == arguments.repeat]
-        if not matches:
+        chosen = [g for g in groups if g.key == arguments.repeat]
+        if not chosen:
             parser.error(f"the study has no group {arguments.repeat}")
-        group = matches[0]
+        group = chosen[0]
         print(repeat_study_group(study["records"], group))
         return
     if not arguments.no_train:

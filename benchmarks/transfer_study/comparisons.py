@@ -18,6 +18,7 @@ from transfer_study.curves import (
     axis_entry,
     complete_seeds,
     entry_rng,
+    matches,
     mean_interval,
     seed_losses,
 )
@@ -119,8 +120,7 @@ def baselines(records, settings):
             [
                 r["test_metric"]
                 for r in sorted(records, key=lambda r: r["seed"])
-                if r["variant"] == "unpenalized"
-                and all(r[field] == value for field, value in config.items())
+                if r["variant"] == "unpenalized" and matches(r, config)
             ]
         )
         if not len(accuracies):

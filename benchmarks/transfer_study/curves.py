@@ -38,6 +38,12 @@ def best_factor(factors, losses):
     return float(10 ** (logs[index] + np.clip(offset, -1, 1) * step)), False
 
 
+def matches(record, config):
+    """Whether `record` was trained in the configuration `config` (the
+    `Group` fields but the seed, by name)."""
+    return all(record[field] == value for field, value in config.items())
+
+
 def seed_losses(records, config, variant_name, lattice_only=True):
     """`(factors, losses, metrics, collapsed)`, one row per seed.
 
@@ -50,7 +56,7 @@ def seed_losses(records, config, variant_name, lattice_only=True):
         r
         for r in records
         if r["variant"] == variant_name
-        and all(r[field] == value for field, value in config.items())
+        and matches(r, config)
         and (not lattice_only or _on_lattice(r))
     ]
     factors = np.array(sorted({r["factor"] for r in chosen}))
@@ -85,11 +91,7 @@ def complete_seeds(records, configs_by_axis):
         return []
     found = None
     for config in configs:
-        seeds = {
-            r["seed"]
-            for r in records
-            if all(r[field] == value for field, value in config.items())
-        }
+        seeds = {r["seed"] for r in records if matches(r, config)}
         found = seeds if found is None else found & seeds
     return sorted(found)
 

@@ -199,11 +199,16 @@ class Group(NamedTuple):
     seed: int
 
     @property
-    def key(self):
+    def config_key(self):
+        """The configuration, without the seed."""
         return (
             f"{self.family}/{self.data}/{self.optimizer}/w{self.width}"
-            f"/d{self.depth}/n{self.num_train}/s{self.seed}"
+            f"/d{self.depth}/n{self.num_train}"
         )
+
+    @property
+    def key(self):
+        return f"{self.config_key}/s{self.seed}"
 
     @property
     def setup(self):
