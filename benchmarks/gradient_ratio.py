@@ -233,31 +233,17 @@ def coupled_equivalent_decay(group, factor, x, y):
     Trains the group's MLP with Adam and the coupled penalty at `factor`,
     and averages `adam_decay.coupled_decay_rate` over the training steps.
     """
-    keras.utils.clear_session()
-    keras.utils.set_random_seed(group.seed)
     variant = next(v for v in L2_VARIANTS if v.name == "none/kernels")
     regularizer = member_regularizer(variant, factor, group)
-    model = build_mlp_group(
-        [regularizer],
-        x.shape[1],
-        group.width,
-        group.depth,
-        group.seed,
-        OUTPUTS[group.data],
-    )
-    optimizer = make_optimizer(
-        "adam", None, FULL.learning_rates[group.data]["adam"]
-    )
-    model.compile(optimizer=optimizer, loss=LOSSES[group.data])
+    model, optimizer = _compiled_mlp(group, regularizer, x)
     kernels = _kernel_variables(model)
     pulls = [2 * factor * regularizer.multiplier(k.shape) for k in kernels]
     rates = []
-    model.fit(
+    _fit(
+        model,
+        group.data,
         x,
         y,
-        epochs=FULL.epochs[group.data],
-        batch_size=FULL.batch_size[group.data],
-        verbose=0,
         callbacks=[
             keras.callbacks.LambdaCallback(
                 on_train_batch_end=lambda batch, logs: rates.append(
@@ -271,22 +257,47 @@ def coupled_equivalent_decay(group, factor, x, y):
 
 def _train_adamw(data, width, depth, decay, x, y):
     """The kernels (float64) of an MLP before and after AdamW (seed 0)."""
-    keras.utils.clear_session()
-    keras.utils.set_random_seed(0)
-    model = build_mlp_group([None], x.shape[1], width, depth, 0, OUTPUTS[data])
-    optimizer = make_optimizer(
-        "adamw", [decay], FULL.learning_rates[data]["adamw"]
-    )
-    model.compile(optimizer=optimizer, loss=LOSSES[data])
+    group = Group("mlp", data, "adamw", width, depth, len(x), 0)
+    model, _ = _compiled_mlp(group, None, x, [decay])
     initial = _kernels(model)
+    _fit(model, group.data, x, y)
+    return initial, _kernels(model)
+
+
+def _compiled_mlp(group, regularizer, x, decays=None):
+    """The group's one-member MLP for inputs like `x`, `regularizer` on its
+    kernels, compiled with the group's optimizer (`decays`: AdamW's) at the
+    study's learning rate; returns it and the optimizer. Seeded by the
+    group."""
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(group.seed)
+    model = build_mlp_group(
+        [regularizer],
+        x.shape[1],
+        group.width,
+        group.depth,
+        group.seed,
+        OUTPUTS[group.data],
+    )
+    optimizer = make_optimizer(
+        group.optimizer,
+        decays,
+        FULL.learning_rates[group.data][group.optimizer],
+    )
+    model.compile(optimizer=optimizer, loss=LOSSES[group.data])
+    return model, optimizer
+
+
+def _fit(model, data, x, y, callbacks=None):
+    """Trains `model` as the study trains on `data`."""
     model.fit(
         x,
         y,
         epochs=FULL.epochs[data],
         batch_size=FULL.batch_size[data],
         verbose=0,
+        callbacks=callbacks,
     )
-    return initial, _kernels(model)
 
 
 def _kernel_variables(model):
@@ -304,29 +315,11 @@ def _rms(weights):
 def train_and_measure(group, variant, factor, x, y):
     """One network at `factor`: its ratios at initialisation and trained."""
     data = group.data
-    keras.utils.clear_session()
-    keras.utils.set_random_seed(group.seed)
-    model = build_mlp_group(
-        [member_regularizer(variant, factor, group)],
-        x.shape[1],
-        group.width,
-        group.depth,
-        group.seed,
-        OUTPUTS[data],
-    )
-    learning_rate = FULL.learning_rates[data][group.optimizer]
-    model.compile(
-        optimizer=make_optimizer(group.optimizer, None, learning_rate),
-        loss=LOSSES[data],
+    model, _ = _compiled_mlp(
+        group, member_regularizer(variant, factor, group), x
     )
     at_init = layer_ratios(model, x, y, LOSSES[data])
-    model.fit(
-        x,
-        y,
-        epochs=FULL.epochs[data],
-        batch_size=FULL.batch_size[data],
-        verbose=0,
-    )
+    _fit(model, data, x, y)
     return {
         "data": data,
         "optimizer": group.optimizer,
