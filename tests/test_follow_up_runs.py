@@ -283,9 +283,7 @@ def test_ends_to_train_again_by_configuration_and_source_variant():
     assert grid_ends.to_extend(_ends("none"), flat) == {}
     # Two ends of one configuration that would widen it two ways.
     both = _end_records() + [
-        {**r, "variant": "adamw"}
-        for r in _end_records()
-        if r["variant"] == "none"
+        r for r in _end_records(variant="adamw") if r["variant"] == "adamw"
     ]
     with pytest.raises(ValueError, match="widen it two ways"):
         grid_ends.to_extend(_ends("none", "adamw"), both)
