@@ -17,6 +17,11 @@ from keras_scaled_l2.conversions import (
     keras_factor_from_lambda,
     weight_decay_for_l2,
 )
+from keras_scaled_l2.factor_search import (
+    FactorRow,
+    FactorSearchResult,
+    search_factor,
+)
 from keras_scaled_l2.penalty_logger import PenaltyLogger
 from keras_scaled_l2.regularizers import (
     ScaledL1,
@@ -34,6 +39,8 @@ __all__ = [
     "SCALES",
     "CollapseMonitor",
     "CollapseWarning",
+    "FactorRow",
+    "FactorSearchResult",
     "PenaltyLogger",
     "PenaltyRecordError",
     "PenaltyReport",
@@ -49,6 +56,7 @@ __all__ = [
     "keras_factor_from_lambda",
     "load_model",
     "penalty_report",
+    "search_factor",
     "shape_multiplier",
     "weight_decay_for_l2",
 ]

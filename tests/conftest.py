@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 collect_ignore = [
     "distributed_training.py",
     "run_backends.py",
+    "tuner_process.py",
     "without_tensorflow.py",
 ]
 
