@@ -476,9 +476,7 @@ class _Search:
             )
         if len(self.built_penalties) >= 2:
             return
-        self.built_penalties.append(
-            (factor, float(sum(float(p) for p in model.losses)))
-        )
+        self.built_penalties.append((factor, _total_penalty(model)))
         if len(self.built_penalties) == 2:
             (f1, p1), (f2, p2) = self.built_penalties
             if p1 == p2:
@@ -598,6 +596,16 @@ def paired_lower_bound(
         rows = rng.integers(num_rows, size=num_rows)
         means[sample] = differences[np.ix_(seeds, rows)].mean()
     return float(np.percentile(means, 2.5))
+
+
+def _total_penalty(model):
+    # Through numpy: a PyTorch penalty carries a gradient.
+    return float(
+        sum(
+            np.sum(keras.ops.convert_to_numpy(penalty))
+            for penalty in model.losses
+        )
+    )
 
 
 def _described(model):

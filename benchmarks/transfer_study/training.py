@@ -202,12 +202,15 @@ def group_members(group, settings, variants=None):
     return members
 
 
-def train_group(group, settings, variants=None, decay_biases=True):
+def train_group(
+    group, settings, variants=None, decay_biases=True, callbacks=()
+):
     """Trains one `Group`; returns one record per member.
 
     `variants`: only these (by name; see `group_members`). `decay_biases`:
     whether AdamW decays the biases too, as Keras's does (see
-    `MemberAdamW`).
+    `MemberAdamW`). `callbacks`: passed to `fit` (they see the group's
+    members in the model's outputs, in `group_members` order).
     """
     (x, y), (x_test, y_test) = load_data(group.data, group.num_train, settings)
     members = group_members(group, settings, variants)
@@ -243,6 +246,7 @@ def train_group(group, settings, variants=None, decay_biases=True):
         y,
         epochs=settings.epochs[group.data],
         batch_size=settings.batch_size[group.data],
+        callbacks=list(callbacks),
         verbose=0,
     )
     seconds = time.perf_counter() - start
