@@ -27,6 +27,7 @@ every configuration has every seed.
 import argparse
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import sys
@@ -334,17 +335,11 @@ def _score_setup(curves, reference, axes, variant, settings, regrets, spent):
                 ("hyperband", False),
                 ("hyperband_val_loss", True),
             ):
-                position, used = choice.hyperband_choice(
+                factor, used = choice.hyperband_choice(
                     curve, cost, seed, on_val_loss
                 )
-                _add(
-                    regrets,
-                    spent,
-                    name,
-                    cell,
-                    _regret(curve, position),
-                    used / grid_cost,
-                )
+                regret = math.inf if factor is None else curve.regret_at(factor)
+                _add(regrets, spent, name, cell, regret, used / grid_cost)
     for axis, configs in axes.items():
         keys = [Group(**c, seed=0).config_key for c in configs]
         for key in keys:

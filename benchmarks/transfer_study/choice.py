@@ -28,9 +28,10 @@ best on test. The methods:
   tuner on Keras's `val_loss` ranks them;
 - `search`: `search_factor`'s schedule with the reference model's factor
   as its prior (the rule's default factor on the reference itself);
-- `hyperband` / `hyperband_val_loss`: KerasTuner's Hyperband over the same
-  grid on `val_data_loss` / `val_loss`, stopped at the search's budget,
-  its best trial's factor then fitted in full.
+- `hyperband` / `hyperband_val_loss`: KerasTuner's Hyperband over the
+  grid's range (log-uniform; curves between grid factors interpolated) on
+  `val_data_loss` / `val_loss`, stopped at the search's budget, its best
+  trial's factor then fitted in full.
 """
 
 import math
@@ -75,6 +76,25 @@ class Curves:
 
     def regret(self, position):
         return float(self.test[position, -1] / self.oracle() - 1)
+
+    def at(self, factor):
+        """`(val, test, penalty)` curves at any factor in the grid's range:
+        linear in log10(factor) between the two grid factors around it."""
+        weights = np.interp(
+            np.log10(factor),
+            np.log10(self.factors),
+            np.arange(len(self.factors)),
+        )
+        low = int(np.floor(weights))
+        high = min(low + 1, len(self.factors) - 1)
+        share = weights - low
+        return tuple(
+            (1 - share) * curve[low] + share * curve[high]
+            for curve in (self.val, self.test, self.penalty)
+        )
+
+    def regret_at(self, factor):
+        return float(self.at(factor)[1][-1] / self.oracle() - 1)
 
     def position(self, factor):
         """The grid position of `factor` (relative tolerance 1e-6)."""
@@ -124,17 +144,25 @@ def search_choice(curves, prior):
 
 
 def hyperband_choice(curves, budget, seed, on_val_loss=False):
-    """KerasTuner's `HyperbandOracle` over the grid, replayed on the curves
-    until `budget` epochs are spent; `(position, epochs spent)`.
+    """KerasTuner's `HyperbandOracle` replayed on the curves until its next
+    trial would take it past `budget` epochs; `(factor, epochs spent)`.
 
-    A trial's score is what KerasTuner's tuner reports: the best epoch of
-    the objective over the epochs that trial trained.
+    The factor is a log-uniform `Float` over the grid's range, as a user
+    declares it (over the grid's nine values as a `Choice`, Hyperband
+    stops once each has had one short fit: its sampler refuses repeats),
+    and a trial's curves are the grid's, interpolated in log10(factor)
+    (`Curves.at`). A trial scores what KerasTuner's tuner reports: the
+    best epoch of the objective over the epochs that trial trained.
     """
     import keras_tuner
 
-    score_curve = curves.val + (curves.penalty if on_val_loss else 0)
     hyperparameters = keras_tuner.HyperParameters()
-    hyperparameters.Choice("factor", [float(f) for f in curves.factors])
+    hyperparameters.Float(
+        "factor",
+        float(curves.factors[0]),
+        float(curves.factors[-1]),
+        sampling="log",
+    )
     oracle = keras_tuner.oracles.HyperbandOracle(
         objective=keras_tuner.Objective("score", "min"),
         hyperparameters=hyperparameters,
@@ -152,10 +180,13 @@ def hyperband_choice(curves, budget, seed, on_val_loss=False):
             if trial.status != "RUNNING":
                 break
             values = trial.hyperparameters.values
-            position = curves.position(values["factor"])
+            val, _, penalty = curves.at(values["factor"])
+            score_curve = val + penalty if on_val_loss else val
             start, stop = values["tuner/initial_epoch"], values["tuner/epochs"]
+            if spent + stop - start > budget:
+                break  # never past the budget
             spent += stop - start
-            segment = score_curve[position, start:stop]
+            segment = score_curve[start:stop]
             best_epoch = int(np.argmin(segment))
             oracle.update_trial(
                 trial.trial_id,
@@ -167,7 +198,7 @@ def hyperband_choice(curves, budget, seed, on_val_loss=False):
         best = oracle.get_best_trials(1)
     if not best:
         return None, spent
-    return curves.position(best[0].hyperparameters.values["factor"]), spent
+    return float(best[0].hyperparameters.values["factor"]), spent
 
 
 def statistics(cells, baseline=None):
