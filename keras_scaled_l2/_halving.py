@@ -208,10 +208,10 @@ def next_fits(
 
     # Step 1: every grid factor at rung 0, widening while the best is at
     # an edge.
-    grid = sorted(
-        set(plan.initial_indices)
-        | {i for (i, s, e) in state.scores if e == rungs[0] and s == 0}
-        | {i for (i, s, e) in state.running if e == rungs[0] and s == 0}
+    grid = _widened_grid(
+        plan,
+        {i for (i, s, e) in state.scores if e == rungs[0] and s == 0}
+        | {i for (i, s, e) in state.running if e == rungs[0] and s == 0},
     )
     missing = _missing(state, grid, 0, rungs[0])
     if missing is not None:
@@ -291,6 +291,24 @@ def next_fits(
         ),
     )
     return Decision([], done=True, chosen=chosen, finalists=finalists)
+
+
+def _widened_grid(plan, seen):
+    """The initial grid, widened by whole widenings to cover `seen`.
+
+    A widening adds `widen_steps` factors at once: when some of them have
+    started (another worker asked for the first), the rest belong to the
+    grid too, so that fits handed out one at a time widen as fits handed
+    out together do.
+    """
+    indices = plan.initial_indices
+    low, high = indices[0], indices[-1]
+    step = plan.widen_steps
+    if seen and min(seen) < low:
+        low -= step * math.ceil((low - min(seen)) / step)
+    if seen and max(seen) > high:
+        high += step * math.ceil((max(seen) - high) / step)
+    return list(range(low, high + 1))
 
 
 def _missing(state, indices, seed, epochs):

@@ -33,6 +33,7 @@ from keras_scaled_l2 import _halving
 from keras_scaled_l2._validation import invalid_argument, validate_factor
 from keras_scaled_l2.collapse_monitor import CollapseMonitor, CollapseWarning
 from keras_scaled_l2.penalty_logger import PenaltyLogger
+from keras_scaled_l2.saving import load_model
 
 __all__ = ["FactorSearchOracle", "FactorTuner"]
 
@@ -40,7 +41,7 @@ OBJECTIVE = "val_data_loss"
 """What every fit is scored on: the last epoch's validation data loss."""
 
 _INDEX, _SEED = "factor_search/index", "factor_search/seed"
-_WEIGHTS = "factor_search.weights.h5"
+_MODEL = "factor_search.keras"
 _PROBE_ROWS = 256
 
 
@@ -249,12 +250,12 @@ class FactorTuner(keras_tuner.Tuner):
 
     Each trial builds the model for `hp.get("factor")` (after
     `keras.utils.set_random_seed`, so every factor of a seed starts from
-    the same weights), loads the weights of the trial it continues, fits
-    from `tuner/initial_epoch` to `tuner/epochs` with `PenaltyLogger` and
-    `CollapseMonitor` added to the callbacks, saves its last weights for a
-    later rung, and reports the last epoch's `val_data_loss` and whether
-    the predictions collapsed. A continued fit starts with a fresh
-    optimizer state (KerasTuner keeps weights only).
+    the same weights), or reloads the model of the trial it continues,
+    optimizer state included (`keras_scaled_l2.load_model`: custom layers
+    must be registered); fits from `tuner/initial_epoch` to `tuner/epochs`
+    with `PenaltyLogger` and `CollapseMonitor` added to the callbacks;
+    saves the model for a later rung; and reports the last epoch's
+    `val_data_loss` and whether the predictions collapsed.
 
     Examples:
         >>> import tempfile
@@ -299,8 +300,17 @@ class FactorTuner(keras_tuner.Tuner):
                 None,
             )
         keras.backend.clear_session()
-        keras.utils.set_random_seed(_halving.build_seed(int(values[_SEED])))
-        model = self.hypermodel.build(trial.hyperparameters)
+        if "tuner/trial_id" in values:
+            # The whole model, optimizer state included: the fit goes on
+            # as if it had never stopped.
+            model = load_model(
+                os.path.join(
+                    self.get_trial_dir(values["tuner/trial_id"]), _MODEL
+                )
+            )
+        else:
+            keras.utils.set_random_seed(_halving.build_seed(int(values[_SEED])))
+            model = self.hypermodel.build(trial.hyperparameters)
         if not isinstance(model, keras.Model) or not model.compiled:
             raise invalid_argument(
                 "hypermodel",
@@ -308,12 +318,6 @@ class FactorTuner(keras_tuner.Tuner):
                 type(model).__name__,
             )
         validate_factor(values["factor"], "factor")
-        if "tuner/trial_id" in values:
-            model.load_weights(
-                os.path.join(
-                    self.get_trial_dir(values["tuner/trial_id"]), _WEIGHTS
-                )
-            )
         monitor = CollapseMonitor(
             keras.tree.map_structure(
                 lambda leaf: leaf[:_PROBE_ROWS], validation[0]
@@ -342,9 +346,8 @@ class FactorTuner(keras_tuner.Tuner):
                 trial.hyperparameters, model, *args, **kwargs
             )
         os.makedirs(self.get_trial_dir(trial.trial_id), exist_ok=True)
-        model.save_weights(
-            os.path.join(self.get_trial_dir(trial.trial_id), _WEIGHTS)
-        )
+        if kwargs["epochs"] < self.oracle.plan.epochs:
+            model.save(os.path.join(self.get_trial_dir(trial.trial_id), _MODEL))
         score = float(history.history[OBJECTIVE][-1])
         return {
             OBJECTIVE: score if math.isfinite(score) else math.inf,

@@ -372,3 +372,32 @@ def test_the_plot_shows_every_rung(tmp_path):
     path = os.path.join(tmp_path, "search.png")
     ax.figure.savefig(path)
     assert os.path.getsize(path) > 5000
+
+
+def test_fits_handed_out_one_at_a_time_are_those_handed_out_together():
+    # As KerasTuner's workers take them: one fit per request, the others
+    # running meanwhile; the schedule must ask for the same fits.
+    plan = Plan(epochs=30, seeds=2, budget=10_000)
+    for score in (drifting, lambda i, s, e: float(i), lambda i, s, e: -i):
+        together, decision, _ = replay(plan, score)
+        records, running, one_by_one = [], [], []
+        while True:
+            ask = next_fits(plan, records, running)
+            if ask.fits:
+                running.append(ask.fits[0])
+                one_by_one.append(ask.fits[0])
+                continue
+            if ask.done:
+                break
+            fit = running.pop(0)
+            records.append(
+                Record(
+                    fit.index,
+                    fit.seed,
+                    fit.epochs,
+                    score(fit.index, fit.seed, fit.epochs),
+                    False,
+                )
+            )
+        assert sorted(one_by_one) == sorted(together)
+        assert ask.chosen == decision.chosen
