@@ -316,10 +316,13 @@ def _score_setup(curves, reference, axes, variant, settings, regrets, spent):
         for seed, curve in by_seed.items():
             cell = f"{key}/{variant}"
             grid_cost = len(curve.factors) * epochs
+            # From a smaller model: the reference's choice. On the reference
+            # itself: the middle of the rule's grid, the study's centre for
+            # the rule (0.01 means nothing to `none+num_examples`).
             prior = (
                 chosen_on_reference[seed]
                 if key != reference
-                else _nearest(curve.factors, _default(variant))
+                else float(np.median(curve.factors))
             )
             prior = _nearest(curve.factors, prior)
             position, cost = choice.search_choice(curve, prior)
@@ -370,10 +373,6 @@ def _regret(curve, position):
 def _add(regrets, spent, method, cell, regret, cost):
     regrets[method].setdefault(cell, []).append(regret)
     spent[method].append(cost)
-
-
-def _default(variant):
-    return 0.004 if variant.startswith("adamw") else 0.01
 
 
 def _nearest(factors, factor):

@@ -75,8 +75,8 @@ class Plan:
     """The settings of one search; see `keras_scaled_l2.search_factor`."""
 
     epochs: int
-    num_factors: int = 7
-    reduction: int = 3
+    num_factors: int = 5
+    reduction: int = 2
     num_rungs: int = 2
     seeds: int = 1
     widen_steps: int = 2

@@ -2,6 +2,7 @@
 searches, the plateau's bootstrap against the normal approximation, and
 real fits for the rest (scores, resuming, bad input, collapse)."""
 
+import inspect
 import json
 import math
 import os
@@ -20,6 +21,10 @@ from keras_scaled_l2._halving import (
     next_fits,
 )
 from keras_scaled_l2.factor_search import paired_lower_bound
+from keras_scaled_l2.tuner import FactorSearchOracle
+
+TRACED = {"num_factors": 7, "reduction": 3}
+"""The plan the hand traces below follow (not the default)."""
 
 
 def replay(plan, score, collapsed=lambda index, epochs: False):
@@ -52,18 +57,32 @@ def drifting(index, seed, epochs):
 
 
 def test_rungs_and_cost_by_hand():
-    plan = Plan(epochs=30)
+    plan = Plan(epochs=30, **TRACED)
     assert plan.rungs == [10, 30]
     assert plan.initial_indices == [-3, -2, -1, 0, 1, 2, 3]
     assert plan.halving_cost() == 7 * 10 + 3 * 20
     assert plan.total_budget == 130 + 2 * 30
-    plan = Plan(epochs=27, num_factors=9, num_rungs=3)
+    plan = Plan(epochs=27, num_factors=9, reduction=3, num_rungs=3)
     assert plan.rungs == [3, 9, 27]
     assert plan.halving_cost() == 9 * 3 + 3 * 6 + 1 * 18
 
 
+def test_the_defaults_by_hand():
+    # Five factors for half the epochs, the best three of them to the end.
+    plan = Plan(epochs=30)
+    assert plan.rungs == [15, 30]
+    assert plan.initial_indices == [-2, -1, 0, 1, 2]
+    assert plan.halving_cost() == 5 * 15 + 3 * 15
+    assert plan.total_budget == 120 + 2 * 30
+    defaults = inspect.signature(search_factor).parameters
+    oracle = inspect.signature(FactorSearchOracle).parameters
+    for field in ("num_factors", "reduction", "num_rungs", "seeds"):
+        assert defaults[field].default == getattr(plan, field)
+        assert oracle[field].default == getattr(plan, field)
+
+
 def test_a_search_traced_by_hand():
-    asked, decision, records = replay(Plan(epochs=30), drifting)
+    asked, decision, records = replay(Plan(epochs=30, **TRACED), drifting)
     short = [Fit(i, 0, 10, 0) for i in range(-3, 4)]
     # Rung 0's best is -2; the window reaches up from it: -2, -1, 0. The
     # full fits' best is then 0, at the top edge: 1 is continued, then 2.
@@ -76,7 +95,7 @@ def test_a_search_traced_by_hand():
 
 def test_the_grid_widens_at_rung_zero_and_stops_at_its_reach():
     asked, decision, _ = replay(
-        Plan(epochs=30, budget=10_000), lambda i, s, e: float(i)
+        Plan(epochs=30, **TRACED, budget=10_000), lambda i, s, e: float(i)
     )
     rung0 = sorted(f.index for f in asked if f.epochs == 10)
     # Two widenings of two factors below -3, then no further.
@@ -88,7 +107,7 @@ def test_the_grid_widens_at_rung_zero_and_stops_at_its_reach():
 
 def test_nothing_is_fitted_or_chosen_past_a_collapse():
     asked, decision, _ = replay(
-        Plan(epochs=30),
+        Plan(epochs=30, **TRACED),
         lambda i, s, e: -float(i),  # larger is better...
         collapsed=lambda i, e: i >= 2,  # ...up to the cliff
     )
@@ -99,7 +118,9 @@ def test_nothing_is_fitted_or_chosen_past_a_collapse():
 
 
 def test_the_budget_stops_the_widening_of_full_fits():
-    asked, decision, records = replay(Plan(epochs=30, budget=150), drifting)
+    asked, decision, records = replay(
+        Plan(epochs=30, **TRACED, budget=150), drifting
+    )
     assert [f.index for f in asked if f.epochs == 30] == [-2, -1, 0, 1]
     assert decision.chosen == 1
     assert epochs_spent(records) == 150
@@ -107,7 +128,7 @@ def test_the_budget_stops_the_widening_of_full_fits():
 
 def test_more_seeds_for_the_best_and_its_neighbours():
     asked, decision, _ = replay(
-        Plan(epochs=30, seeds=3, budget=10_000), drifting
+        Plan(epochs=30, **TRACED, seeds=3, budget=10_000), drifting
     )
     again = [f for f in asked if f.seed > 0]
     assert again == [Fit(i, s, 30, 0) for s in (1, 2) for i in (0, 1, 2)]
@@ -115,7 +136,7 @@ def test_more_seeds_for_the_best_and_its_neighbours():
 
 
 def test_running_fits_are_not_handed_out_twice():
-    plan = Plan(epochs=30)
+    plan = Plan(epochs=30, **TRACED)
     first = next_fits(plan, [], running=[Fit(-3, 0, 10, 0)])
     assert Fit(-3, 0, 10, 0) not in first.fits and len(first.fits) == 6
     all_running = next_fits(plan, [], running=[*first.fits, Fit(-3, 0, 10, 0)])
@@ -125,7 +146,8 @@ def test_running_fits_are_not_handed_out_twice():
 @pytest.mark.parametrize(
     ("plan", "argument"),
     [
-        (Plan(epochs=30, budget=69), "budget"),
+        (Plan(epochs=30, **TRACED, budget=69), "budget"),
+        (Plan(epochs=30, budget=74), "budget"),
         (Plan(epochs=2, num_rungs=3), "num_rungs"),
     ],
 )
@@ -184,7 +206,7 @@ def test_scores_are_the_validation_data_loss_not_val_loss(tmp_path):
         directory=tmp_path,
         **SMALL,
     )
-    short = [r for r in result.records if r.epochs == 1]
+    short = [r for r in result.records if r.epochs == 2]
     assert len(short) >= 3
     for record in short:
         # Each short fit's model is kept for the next rung: reloaded, its
@@ -368,7 +390,7 @@ def test_the_plot_shows_every_rung(tmp_path):
     result = search_factor(mlp, x, y, validation_data=validation, **SMALL)
     ax = result.plot()
     labels = [line.get_label() for line in ax.get_lines()]
-    assert "1 epochs" in labels and "3 epochs" in labels
+    assert "2 epochs" in labels and "3 epochs" in labels
     path = os.path.join(tmp_path, "search.png")
     ax.figure.savefig(path)
     assert os.path.getsize(path) > 5000
@@ -377,7 +399,7 @@ def test_the_plot_shows_every_rung(tmp_path):
 def test_fits_handed_out_one_at_a_time_are_those_handed_out_together():
     # As KerasTuner's workers take them: one fit per request, the others
     # running meanwhile; the schedule must ask for the same fits.
-    plan = Plan(epochs=30, seeds=2, budget=10_000)
+    plan = Plan(epochs=30, **TRACED, seeds=2, budget=10_000)
     for score in (drifting, lambda i, s, e: float(i), lambda i, s, e: -i):
         together, decision, _ = replay(plan, score)
         records, running, one_by_one = [], [], []

@@ -26,8 +26,9 @@ best on test. The methods:
 - `grid`: the full grid, chosen on the last epoch's validation data loss;
 - `grid_val_loss`: the same on `val_loss` (data loss plus penalty), as a
   tuner on Keras's `val_loss` ranks them;
-- `search`: `search_factor`'s schedule with the reference model's factor
-  as its prior (the rule's default factor on the reference itself);
+- `search`: `search_factor`'s schedule, with its defaults, with the
+  reference model's factor as its prior (on the reference itself, the
+  middle of the rule's grid);
 - `hyperband` / `hyperband_val_loss`: KerasTuner's Hyperband over the
   grid's range (log-uniform; curves between grid factors interpolated) on
   `val_data_loss` / `val_loss`, stopped at the search's budget, its best
