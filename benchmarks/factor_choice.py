@@ -245,6 +245,7 @@ def summarize(records, settings):
     grid = regrets["grid"]
     summary = {
         "setups": setups_done,
+        "seeds": len(settings.seeds),
         "split": {"seed": SPLIT_SEED, "halves": "validation, test"},
         "regret": {
             method: choice.statistics(
@@ -401,6 +402,80 @@ def format_table(summary):
     return "\n".join(lines)
 
 
+METHOD_NAMES = {
+    "reuse": "reused from the reference model",
+    "grid": "full grid, on `val_data_loss`",
+    "grid_val_loss": "full grid, on `val_loss`",
+    "search": "`search_factor`",
+    "hyperband": "Hyperband, on `val_data_loss`",
+    "hyperband_val_loss": "Hyperband, on `val_loss`",
+}
+
+
+def choice_block(summary):
+    """The Markdown table the README and the docs lead with, from the
+    summary alone (a test checks that each page holds it verbatim)."""
+    rows = [
+        "| how the factor is chosen | worst | median | cells over 5 % "
+        "| within the seed noise of the full grid | epochs, of the full "
+        "grid's |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for method, name in METHOD_NAMES.items():
+        entry = summary["regret"][method]
+        noise = entry.get("within_seed_noise_of_grid")
+        cells = entry["cells"]
+        noise = "" if noise is None else f"{noise} of {cells}"
+        cost = summary["cost"].get(method, {}).get("median")
+        rows.append(
+            f"| {name} | {_percent(entry['worst'])} "
+            f"| {_percent(entry['median'])} "
+            f"| {entry['over_5_percent']} of {cells} | {noise} "
+            f"| {'' if cost is None else f'{cost:.2f}'} |"
+        )
+    setups = ", ".join(f"`{setup}`" for setup in summary["setups"])
+    picks = summary["val_loss_picks_another_factor"]
+    seeds = summary.get("seeds")
+    return (
+        "\n".join(rows)
+        + "\n\nRegret: how much higher the test data loss is than at the "
+        "full grid's best factor on test, per configuration and rule, the "
+        f"mean over {seeds} seeds; a cell is within the seed noise when the "
+        "95 % bootstrap interval of its paired difference to the full grid "
+        f"reaches zero. Setups measured so far: {setups}. On `val_loss`, "
+        "the full grid picks another factor than on `val_data_loss`, for "
+        f"at least one seed, in {picks['cells_where_any_seed_differs']} of "
+        f"{picks['cells']} cells."
+    )
+
+
+PAGES = ("README.md", "docs/pages/index.md", "docs/pages/scales.md")
+BLOCK_START = (
+    "<!-- factor-choice table: generated from "
+    "benchmarks/results/factor_choice.json -->"
+)
+BLOCK_END = "<!-- end of the factor-choice table -->"
+
+
+def pages_block(page_text):
+    """The generated block a page holds between the markers."""
+    inside = page_text.split(BLOCK_START, 1)[1].split(BLOCK_END, 1)[0]
+    return inside.strip()
+
+
+def write_pages(summary, root):
+    """Writes `choice_block(summary)` between the markers of each page."""
+    for name in PAGES:
+        path = root / name
+        text = path.read_text()
+        before, rest = text.split(BLOCK_START, 1)
+        _, after = rest.split(BLOCK_END, 1)
+        block = choice_block(summary)
+        path.write_text(
+            f"{before}{BLOCK_START}\n\n{block}\n\n{BLOCK_END}{after}"
+        )
+
+
 def _percent(value):
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -410,6 +485,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument(
+        "--write-pages",
+        action="store_true",
+        help="write the summary's table into the README and the docs",
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -447,6 +527,8 @@ def main(argv=None):
     summary = summarize(records, settings)
     write(path, {**base, "records": records, "summary": summary})
     print(format_table(summary))
+    if arguments.write_pages:
+        write_pages(summary, RESULTS.parent.parent)
 
 
 if __name__ == "__main__":

@@ -176,3 +176,33 @@ def test_quick_run_resumes_and_summarizes(tmp_path):
         epochs = saved["settings"]["epochs"][record["data"]]
         assert len(record["val_curve"]) == epochs
         assert all(math.isfinite(v) for v in record["test_curve"])
+
+
+RESULTS = ROOT / "benchmarks" / "results" / "factor_choice.json"
+
+
+@pytest.mark.run_once
+def test_the_pages_hold_the_published_table():
+    sys.path.insert(0, str(SCRIPT.parent))
+    import factor_choice
+    from transfer_study.settings import FULL
+
+    published = json.loads(RESULTS.read_text())
+    assert published["mode"] == "full"
+    summary = published["summary"]
+    # The published summary is what its records give.
+    assert_nested_close(
+        factor_choice.summarize(published["records"], FULL),
+        summary,
+        rel=1e-9,
+    )
+    block = factor_choice.choice_block(summary)
+    for name in factor_choice.PAGES:
+        text = (ROOT / name).read_text()
+        assert factor_choice.pages_block(text) == block, name
+    # The block's numbers are the summary's: one row checked by hand.
+    search = summary["regret"]["search"]
+    row = next(line for line in block.splitlines() if "`search_factor`" in line)
+    assert f"{100 * search['worst']:.1f}%" in row
+    assert f"{search['over_5_percent']} of {search['cells']}" in row
+    assert f"{summary['cost']['search']['median']:.2f}" in row

@@ -164,7 +164,7 @@ def hyperband_choice(curves, budget, seed, on_val_loss=False):
         float(curves.factors[-1]),
         sampling="log",
     )
-    oracle = keras_tuner.oracles.HyperbandOracle(
+    oracle = _in_memory(keras_tuner.oracles.HyperbandOracle)(
         objective=keras_tuner.Objective("score", "min"),
         hyperparameters=hyperparameters,
         max_epochs=curves.epochs,
@@ -200,6 +200,21 @@ def hyperband_choice(curves, budget, seed, on_val_loss=False):
     if not best:
         return None, spent
     return float(best[0].hyperparameters.values["factor"]), spent
+
+
+def _in_memory(oracle_class):
+    """The oracle without its files: a replay writes thousands of trials,
+    and KerasTuner writes each one's JSON at every update. Its decisions
+    read the trials in memory only."""
+
+    class InMemory(oracle_class):
+        def _save_trial(self, trial):
+            pass
+
+        def save(self):
+            pass
+
+    return InMemory
 
 
 def statistics(cells, baseline=None):
