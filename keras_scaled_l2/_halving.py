@@ -48,13 +48,14 @@ from keras_scaled_l2._validation import invalid_argument
 
 
 class Fit(NamedTuple):
-    """One fit to run: train factor `index` with `seed` up to `epochs`.
+    """One fit to run: train factor `grid_index` with `seed` up to
+    `epochs`.
 
     `initial_epoch > 0` continues the fit of the same index and seed that
     stopped at that epoch.
     """
 
-    index: int
+    grid_index: int
     seed: int
     epochs: int
     initial_epoch: int
@@ -63,7 +64,7 @@ class Fit(NamedTuple):
 class Record(NamedTuple):
     """A finished fit: its validation data loss and whether it collapsed."""
 
-    index: int
+    grid_index: int
     seed: int
     epochs: int
     score: float
@@ -157,12 +158,14 @@ class _State:
         self.scores = {}
         self.collapsed = set()
         for record in records:
-            self.scores[(record.index, record.seed, record.epochs)] = (
+            self.scores[(record.grid_index, record.seed, record.epochs)] = (
                 record.score
             )
             if record.collapsed:
-                self.collapsed.add(record.index)
-        self.running = {(fit.index, fit.seed, fit.epochs) for fit in running}
+                self.collapsed.add(record.grid_index)
+        self.running = {
+            (fit.grid_index, fit.seed, fit.epochs) for fit in running
+        }
         self.spent = epochs_spent([*records, *running])
 
     @property
@@ -363,7 +366,7 @@ def epochs_spent(records: Iterable[Record | Fit]) -> int:
     furthest epoch, since a continued fit trains on from the last."""
     reached: dict[tuple[int, int], int] = {}
     for record in records:
-        pair = (record.index, record.seed)
+        pair = (record.grid_index, record.seed)
         reached[pair] = max(reached.get(pair, 0), record.epochs)
     return sum(reached.values())
 
@@ -377,7 +380,7 @@ def build_seed(seed: int) -> int:
 def fit_seed(fit: Fit) -> int:
     """The random seed of one fit's shuffles and dropout, fixed by the fit
     alone so that a resumed search repeats it."""
-    return 7919 * (fit.index + 1000) + 104729 * fit.seed + fit.epochs
+    return 7919 * (fit.grid_index + 1000) + 104729 * fit.seed + fit.epochs
 
 
 def factor_of(prior: float, step: float, index: int) -> float:
@@ -387,4 +390,4 @@ def factor_of(prior: float, step: float, index: int) -> float:
 
 def grid_indices(records: Sequence[Record]) -> list[int]:
     """Every grid index some fit has trained, in order."""
-    return sorted({record.index for record in records})
+    return sorted({record.grid_index for record in records})

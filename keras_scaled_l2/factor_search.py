@@ -41,6 +41,11 @@ class FactorRow(NamedTuple):
 
     `val_data_loss` is that of its longest fit (the mean over the seeds
     fitted that long); `epochs` is how long that was.
+
+    Examples:
+        >>> row = FactorRow(0.01, 30, 1, 0.52, False, True)
+        >>> row.factor, row.in_plateau
+        (0.01, True)
     """
 
     factor: float
@@ -66,6 +71,34 @@ class FactorSearchResult:
         grid_epochs: Epochs a full grid over the same factors would take:
             one full fit per factor and seed.
         cliff: The smallest factor whose fit collapsed, or `None`.
+        records: Every fit: grid index, seed, epochs, score, collapse.
+        rungs: The epochs each rung trains to.
+
+    Args:
+        factor: See the attribute.
+        plateau: See the attribute.
+        table: See the attribute.
+        epochs_spent: See the attribute.
+        grid_epochs: See the attribute.
+        cliff: See the attribute.
+        records: See the attribute.
+        rungs: See the attribute.
+        prior: The grid's centre, factor of index 0.
+        step: The ratio between neighbouring factors of the grid.
+
+    Examples:
+        >>> result = FactorSearchResult(
+        ...     factor=0.01, plateau=(0.01, 0.0316),
+        ...     table=[FactorRow(0.01, 30, 1, 0.52, False, True)],
+        ...     epochs_spent=120, grid_epochs=150, cliff=None, records=[],
+        ...     rungs=[15, 30], prior=0.01, step=10**0.5,
+        ... )
+        >>> result
+        FactorSearchResult(factor=0.01, plateau=(0.01, 0.0316), \
+epochs_spent=120, grid_epochs=150)
+        >>> print(result.format_table())
+            factor epochs seeds val_data_loss  note
+              0.01     30     1          0.52  chosen
     """
 
     def __init__(
@@ -417,7 +450,7 @@ class _Search:
         return result
 
     def _run(self, fit):
-        factor = _halving.factor_of(self.prior, self.step, fit.index)
+        factor = _halving.factor_of(self.prior, self.step, fit.grid_index)
         model = self._model(fit, factor)
         monitor = CollapseMonitor(_head(self.validation[0], _PROBE_ROWS))
         keras.utils.set_random_seed(_halving.fit_seed(fit))
@@ -437,11 +470,11 @@ class _Search:
         self._keep(fit, model)
         losses = _per_row_losses(model, self.validation, self.batch_size)
         if losses is not None and fit.epochs == self.plan.epochs:
-            self.losses[(fit.index, fit.seed)] = losses
+            self.losses[(fit.grid_index, fit.seed)] = losses
             if self.directory is not None:
                 np.save(self._path(_name(fit, "npy")), losses)
         record = _halving.Record(
-            fit.index, fit.seed, fit.epochs, score, collapsed
+            fit.grid_index, fit.seed, fit.epochs, score, collapsed
         )
         if self.verbose:
             spent = _halving.epochs_spent([*self.records, record])
@@ -455,7 +488,7 @@ class _Search:
         return record
 
     def _model(self, fit, factor):
-        key = (fit.index, fit.seed)
+        key = (fit.grid_index, fit.seed)
         if fit.initial_epoch:
             if key in self.models:
                 return self.models.pop(key)
@@ -463,6 +496,8 @@ class _Search:
                 from keras_scaled_l2.saving import load_model
 
                 return load_model(self._path(_name(fit, "keras")))
+        # As KerasTuner builds each trial: a clean session, then the seed.
+        keras.backend.clear_session()
         keras.utils.set_random_seed(_halving.build_seed(fit.seed))
         model = self.build(factor)
         self._check_built(model, factor)
@@ -494,7 +529,7 @@ class _Search:
         """Keeps a model whose fit a later rung may continue."""
         if fit.epochs >= self.plan.epochs:
             return
-        self.models[(fit.index, fit.seed)] = model
+        self.models[(fit.grid_index, fit.seed)] = model
         if self.directory is not None:
             model.save(self._path(_name(fit, "keras")))
 
@@ -509,15 +544,15 @@ class _Search:
     def _result(self, decision):
         final = self.plan.epochs
         chosen = decision.chosen
-        full = sorted({r.index for r in self.records if r.epochs == final})
+        full = sorted({r.grid_index for r in self.records if r.epochs == final})
         cliff_index = min(
-            (r.index for r in self.records if r.collapsed), default=None
+            (r.grid_index for r in self.records if r.collapsed), default=None
         )
         seeds = sorted(
             {
                 r.seed
                 for r in self.records
-                if r.index == chosen and r.epochs == final
+                if r.grid_index == chosen and r.epochs == final
             }
         )
         plateau = [
@@ -528,12 +563,14 @@ class _Search:
         ]
         factor = self._factor_of
         table = []
-        for index in sorted({r.index for r in self.records}):
-            longest = max(r.epochs for r in self.records if r.index == index)
+        for index in sorted({r.grid_index for r in self.records}):
+            longest = max(
+                r.epochs for r in self.records if r.grid_index == index
+            )
             scores = [
                 r.score
                 for r in self.records
-                if r.index == index and r.epochs == longest
+                if r.grid_index == index and r.epochs == longest
             ]
             table.append(
                 FactorRow(
@@ -541,7 +578,11 @@ class _Search:
                     longest,
                     len(scores),
                     float(np.mean(scores)),
-                    any(r.collapsed for r in self.records if r.index == index),
+                    any(
+                        r.collapsed
+                        for r in self.records
+                        if r.grid_index == index
+                    ),
                     index in plateau,
                 )
             )
@@ -615,22 +656,16 @@ def _described(model):
     return f"a {type(model).__name__}"
 
 
-def _described(model):
-    if isinstance(model, keras.Model):
-        return f"an uncompiled {type(model).__name__}"
-    return f"a {type(model).__name__}"
-
-
 def _mean_scores(records, epochs):
     by_index = {}
     for record in records:
         if record.epochs == epochs and record.seed == 0:
-            by_index[record.index] = record.score
+            by_index[record.grid_index] = record.score
     return by_index
 
 
 def _name(fit, extension):
-    return f"fit_{fit.index}_{fit.seed}.{extension}"
+    return f"fit_{fit.grid_index}_{fit.seed}.{extension}"
 
 
 def _head(data, rows):

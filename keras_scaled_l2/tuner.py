@@ -169,15 +169,15 @@ class FactorSearchOracle(keras_tuner.Oracle):
             return {"status": keras_tuner.engine.trial.TrialStatus.IDLE}
         fit = decision.fits[0]
         values: dict[str, Any] = {
-            "factor": self._factor(fit.index),
-            _INDEX: int(fit.index),
+            "factor": self._factor(fit.grid_index),
+            _INDEX: int(fit.grid_index),
             _SEED: int(fit.seed),
             "tuner/epochs": int(fit.epochs),
             "tuner/initial_epoch": int(fit.initial_epoch),
         }
         if fit.initial_epoch:
             values["tuner/trial_id"] = self._trial_id(
-                fit.index, fit.seed, fit.initial_epoch
+                fit.grid_index, fit.seed, fit.initial_epoch
             )
         return {
             "status": keras_tuner.engine.trial.TrialStatus.RUNNING,
@@ -286,19 +286,27 @@ class FactorTuner(keras_tuner.Tuner):
             raise invalid_argument(
                 "oracle", "a FactorSearchOracle", type(oracle).__name__
             )
+        # Read here: on a worker, KerasTuner swaps the oracle for a client
+        # that forwards only its own methods to the chief.
+        self._full_epochs = oracle.plan.epochs
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
-    def run_trial(
-        self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any
-    ) -> dict[str, float]:
-        values = trial.hyperparameters.values
-        validation = kwargs.get("validation_data")
-        if validation is None:
+    def search(self, *fit_args: Any, **fit_kwargs: Any) -> None:
+        """`keras_tuner.Tuner.search`, refusing to start without
+        `validation_data` (every fit is scored on it)."""
+        if fit_kwargs.get("validation_data") is None:
             raise invalid_argument(
                 "validation_data",
                 "(x_val, y_val): each fit is scored on held-out data",
                 None,
             )
+        super().search(*fit_args, **fit_kwargs)
+
+    def run_trial(
+        self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any
+    ) -> dict[str, float]:
+        values = trial.hyperparameters.values
+        validation = kwargs["validation_data"]
         keras.backend.clear_session()
         if "tuner/trial_id" in values:
             # The whole model, optimizer state included: the fit goes on
@@ -312,10 +320,16 @@ class FactorTuner(keras_tuner.Tuner):
             keras.utils.set_random_seed(_halving.build_seed(int(values[_SEED])))
             model = self.hypermodel.build(trial.hyperparameters)
         if not isinstance(model, keras.Model) or not model.compiled:
-            raise invalid_argument(
-                "hypermodel",
-                "a function of `hp` that returns a compiled keras.Model",
-                type(model).__name__,
+            # A fatal error: KerasTuner would otherwise retry the trial.
+            raise keras_tuner.errors.FatalValueError(
+                str(
+                    invalid_argument(
+                        "hypermodel",
+                        "a function of `hp` that returns a compiled "
+                        "keras.Model",
+                        type(model).__name__,
+                    )
+                )
             )
         validate_factor(values["factor"], "factor")
         monitor = CollapseMonitor(
@@ -346,7 +360,7 @@ class FactorTuner(keras_tuner.Tuner):
                 trial.hyperparameters, model, *args, **kwargs
             )
         os.makedirs(self.get_trial_dir(trial.trial_id), exist_ok=True)
-        if kwargs["epochs"] < self.oracle.plan.epochs:
+        if kwargs["epochs"] < self._full_epochs:
             model.save(os.path.join(self.get_trial_dir(trial.trial_id), _MODEL))
         score = float(history.history[OBJECTIVE][-1])
         return {

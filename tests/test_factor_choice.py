@@ -82,10 +82,10 @@ def test_the_search_replay_is_the_schedule_on_the_curves():
         for fit in decision.fits:
             records.append(
                 _halving.Record(
-                    fit.index,
+                    fit.grid_index,
                     0,
                     fit.epochs,
-                    float(drifting()[4 + fit.index, fit.epochs - 1]),
+                    float(drifting()[4 + fit.grid_index, fit.epochs - 1]),
                     False,
                 )
             )

@@ -40,11 +40,11 @@ def replay(plan, score, collapsed=lambda index, epochs: False):
             asked.append(fit)
             records.append(
                 Record(
-                    fit.index,
+                    fit.grid_index,
                     fit.seed,
                     fit.epochs,
-                    score(fit.index, fit.seed, fit.epochs),
-                    collapsed(fit.index, fit.epochs),
+                    score(fit.grid_index, fit.seed, fit.epochs),
+                    collapsed(fit.grid_index, fit.epochs),
                 )
             )
 
@@ -97,11 +97,11 @@ def test_the_grid_widens_at_rung_zero_and_stops_at_its_reach():
     asked, decision, _ = replay(
         Plan(epochs=30, **TRACED, budget=10_000), lambda i, s, e: float(i)
     )
-    rung0 = sorted(f.index for f in asked if f.epochs == 10)
+    rung0 = sorted(f.grid_index for f in asked if f.epochs == 10)
     # Two widenings of two factors below -3, then no further.
     assert rung0 == list(range(-7, 4))
     assert decision.chosen == -7
-    full = sorted(f.index for f in asked if f.epochs == 30)
+    full = sorted(f.grid_index for f in asked if f.epochs == 30)
     assert full == [-7, -6, -5, -4]  # the window, then no reach below -7
 
 
@@ -112,16 +112,16 @@ def test_nothing_is_fitted_or_chosen_past_a_collapse():
         collapsed=lambda i, e: i >= 2,  # ...up to the cliff
     )
     assert decision.chosen == 1
-    full = {f.index for f in asked if f.epochs == 30}
+    full = {f.grid_index for f in asked if f.epochs == 30}
     assert max(full) == 1
-    assert not [f for f in asked if f.index > 3]
+    assert not [f for f in asked if f.grid_index > 3]
 
 
 def test_the_budget_stops_the_widening_of_full_fits():
     asked, decision, records = replay(
         Plan(epochs=30, **TRACED, budget=150), drifting
     )
-    assert [f.index for f in asked if f.epochs == 30] == [-2, -1, 0, 1]
+    assert [f.grid_index for f in asked if f.epochs == 30] == [-2, -1, 0, 1]
     assert decision.chosen == 1
     assert epochs_spent(records) == 150
 
@@ -213,7 +213,7 @@ def test_scores_are_the_validation_data_loss_not_val_loss(tmp_path):
         # mean squared error on the validation rows, in float64 numpy, is
         # the score; `evaluate`'s loss adds the penalty and is larger.
         model = keras.models.load_model(
-            tmp_path / f"fit_{record.index}_0.keras"
+            tmp_path / f"fit_{record.grid_index}_0.keras"
         )
         predictions = np.asarray(model.predict(x_val, verbose=0), "float64")
         mse = np.mean((predictions - y_val) ** 2)
@@ -414,10 +414,10 @@ def test_fits_handed_out_one_at_a_time_are_those_handed_out_together():
             fit = running.pop(0)
             records.append(
                 Record(
-                    fit.index,
+                    fit.grid_index,
                     fit.seed,
                     fit.epochs,
-                    score(fit.index, fit.seed, fit.epochs),
+                    score(fit.grid_index, fit.seed, fit.epochs),
                     False,
                 )
             )

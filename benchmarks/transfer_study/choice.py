@@ -127,7 +127,7 @@ def search_choice(curves, prior):
             break
         for fit in decision.fits:
             position = curves.position(
-                _halving.factor_of(prior, step, fit.index)
+                _halving.factor_of(prior, step, fit.grid_index)
             )
             if position is None:
                 score, collapsed = math.inf, False
@@ -135,7 +135,7 @@ def search_choice(curves, prior):
                 score = float(curves.val[position, fit.epochs - 1])
                 collapsed = bool(curves.collapsed[position, fit.epochs - 1])
             records.append(
-                _halving.Record(fit.index, 0, fit.epochs, score, collapsed)
+                _halving.Record(fit.grid_index, 0, fit.epochs, score, collapsed)
             )
     spent = _halving.epochs_spent(records)
     if decision.chosen is None:
