@@ -30,10 +30,13 @@ search goes:
    allows a whole seed; the choice is then the best mean over the seeds.
 
 A collapse (a fit whose predictions became constant) marks a cliff: no
-factor at or above the lowest collapsed one is fitted again or chosen.
+factor at or above the lowest collapsed one is fitted again or chosen. A
+failed fit (a score that is not finite) is never promoted or chosen.
 Every fit is charged the epochs it trains; no fit starts that would take
-the search past `budget` epochs (steps 1 and 2 are planned in full, and
-`check_budget` refuses a budget that cannot pay for them).
+the search past `budget` epochs: `check_plan` refuses a budget that cannot
+pay for steps 1 and 2 on the initial grid, a widening is made only where
+the budget pays for halving the widened grid, and steps 3 and 4 take what
+is left.
 """
 
 from __future__ import annotations
@@ -98,10 +101,11 @@ class Plan:
         low = -(self.num_factors // 2)
         return list(range(low, low + self.num_factors))
 
-    def halving_cost(self) -> int:
-        """Epochs of steps 1-2 on the initial grid, without widening."""
+    def halving_cost(self, count: int | None = None) -> int:
+        """Epochs of steps 1-2 on a grid of `count` factors (by default the
+        initial grid)."""
         rungs = self.rungs
-        count = self.num_factors
+        count = self.num_factors if count is None else count
         cost = count * rungs[0]
         for previous, rung in itertools.pairwise(rungs):
             count = math.ceil(count / self.reduction)
@@ -127,12 +131,19 @@ def check_plan(plan: Plan) -> None:
             f"before; rungs would be {rungs})",
             plan.num_rungs,
         )
-    minimum = plan.num_factors * rungs[0]
+    if plan.num_rungs < 2:
+        raise invalid_argument(
+            "num_rungs",
+            "at least 2: short fits, then full ones",
+            plan.num_rungs,
+        )
+    minimum = plan.halving_cost()
     if plan.total_budget < minimum:
         raise invalid_argument(
             "budget",
-            f"at least one short fit per factor: {plan.num_factors} factors "
-            f"x {rungs[0]} epochs = {minimum} epochs",
+            f"at least the halving's epochs: one short fit per factor "
+            f"({plan.num_factors} x {rungs[0]} epochs) and the fits it "
+            f"continues, {minimum} epochs in all",
             plan.budget,
         )
 
@@ -172,10 +183,6 @@ class _State:
     def cliff(self):
         return min(self.collapsed) if self.collapsed else math.inf
 
-    def has(self, index, seed, epochs):
-        key = (index, seed, epochs)
-        return key in self.scores or key in self.running
-
     def fit(self, index, seed, epochs):
         """The fit that brings (index, seed) to `epochs` from where it is."""
         done = [
@@ -191,11 +198,23 @@ class _State:
     def affordable(self, fits):
         return self.spent + self.cost(fits) <= self.plan.total_budget
 
+    def scored(self, index, seed, epochs):
+        """Whether the fit finished with a finite score (not failed)."""
+        score = self.scores.get((index, seed, epochs))
+        return score is not None and math.isfinite(score)
+
+    def failed(self, index):
+        """Whether some fit of `index` ended without a finite score."""
+        return any(
+            i == index and not math.isfinite(score)
+            for (i, _, _), score in self.scores.items()
+        )
+
     def best(self, indices, epochs, seed=0):
         scored = [
             i
             for i in indices
-            if (i, seed, epochs) in self.scores and i < self.cliff
+            if self.scored(i, seed, epochs) and i < self.cliff
         ]
         if not scored:
             return None
@@ -223,8 +242,10 @@ def next_fits(
     if not grid:
         # Every factor collapsed: widen below the smallest, or give up.
         grid = [min(plan.initial_indices + list(state.collapsed))]
-        return _widen(state, grid, -1, rungs[0])
+        return _widen(state, grid, -1, rungs[0]) or Decision([], done=True)
     best = state.best(grid, rungs[0])
+    if best is None:  # every fit failed
+        return Decision([], done=True)
     for side, edge in ((-1, grid[0]), (1, grid[-1])):
         if best == edge:
             decision = _widen(state, grid, side, rungs[0])
@@ -246,7 +267,10 @@ def next_fits(
         fitted = sorted(
             i
             for (i, s, e) in state.scores
-            if s == 0 and e == final and i < state.cliff
+            if s == 0
+            and e == final
+            and i < state.cliff
+            and state.scored(i, 0, final)
         )
         if not fitted:
             return Decision([], done=True)
@@ -260,9 +284,11 @@ def next_fits(
                 continue
             if not _in_reach(plan, neighbour):
                 continue
-            fit = state.fit(neighbour, 0, final)
-            if state.has(neighbour, 0, final):
+            if state.failed(neighbour):
+                continue  # a failed fit bounds the search like an edge
+            if (neighbour, 0, final) in state.running:
                 return Decision([], done=False)
+            fit = state.fit(neighbour, 0, final)
             if state.affordable([fit]):
                 return Decision([fit], done=False)
         break
@@ -285,7 +311,13 @@ def next_fits(
         if state.affordable(fits):
             return Decision(fits, done=False)
         break
-    finalists = [i for i in finalists if i < state.cliff]
+    finalists = [
+        i
+        for i in finalists
+        if i < state.cliff and all(state.scored(i, s, final) for s in complete)
+    ]
+    if not finalists:
+        return Decision([], done=True)
     chosen = min(
         finalists,
         key=lambda i: (
@@ -334,7 +366,12 @@ def _widen(state, grid, side, epochs):
     new = [edge + side * k for k in range(1, plan.widen_steps + 1)]
     new = [i for i in new if i < state.cliff and _in_reach(plan, i)]
     fits = [Fit(i, 0, epochs, 0) for i in new]
-    if not fits or not state.affordable(fits):
+    if not fits:
+        return None
+    # The widened grid must still leave the epochs to halve it.
+    count = len(grid) + len(fits)
+    rest = plan.halving_cost(count) - count * plan.rungs[0]
+    if state.spent + state.cost(fits) + rest > plan.total_budget:
         return None
     return Decision(fits, done=False)
 
@@ -352,6 +389,7 @@ def _promoted(state, candidates, epochs):
     Short fits favour small factors, so the window starts at the best and
     reaches up; it reaches down only where the larger side runs out.
     """
+    candidates = [i for i in candidates if state.scored(i, 0, epochs)]
     keep = math.ceil(len(candidates) / state.plan.reduction)
     best = state.best(candidates, epochs)
     if best is None:

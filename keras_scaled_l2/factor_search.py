@@ -31,6 +31,8 @@ from keras_scaled_l2.attach import attach_regularizer
 from keras_scaled_l2.collapse_monitor import CollapseMonitor, CollapseWarning
 from keras_scaled_l2.penalty_logger import PenaltyLogger
 
+__all__ = ["FactorRow", "FactorSearchResult", "search_factor"]
+
 _STATE_FILE = "factor_search.json"
 _PROBE_ROWS = 256
 _BOOTSTRAP_SAMPLES = 1000
@@ -293,11 +295,11 @@ def search_factor(
             factor to a regularizer, e.g. `ScaledL2`. Defaults to `None`.
         budget: The most epochs the search may train, over every fit.
             Defaults to the halving's plan plus two full fits.
-        num_factors: Factors in the grid before widening. Defaults to `7`.
+        num_factors: Factors in the grid before widening. Defaults to `5`.
         step: The ratio between neighbouring factors. Defaults to
             `sqrt(10)` (half a decade).
         reduction: From each rung, one factor in `reduction` goes on.
-            Defaults to `3`.
+            Defaults to `2`.
         num_rungs: Fit lengths, the last being `epochs`. Defaults to `2`.
         seeds: Seeds for the best factor and its neighbours. Defaults to
             `1`.
@@ -311,11 +313,14 @@ def search_factor(
     Returns:
         A `FactorSearchResult`.
     """
-    if validation_data is None:
+    if not isinstance(validation_data, (tuple, list)) or len(
+        validation_data
+    ) not in (2, 3):
         raise invalid_argument(
             "validation_data",
-            "(x_val, y_val): the search scores each factor on held-out data",
-            None,
+            "(x_val, y_val) or (x_val, y_val, sample_weight): the search "
+            "scores each factor on held-out data",
+            validation_data,
         )
     builder = _builder(build_model, regularizer)
     plan, prior, step = _plan_and_grid(
@@ -428,17 +433,18 @@ class _Search:
             decision = _halving.next_fits(self.plan, self.records)
             if decision.done:
                 break
-            for fit in decision.fits:
-                self.records.append(self._run(fit))
-                self._save()
+            # One fit, then ask again: a collapse or a failure changes
+            # what the rest of a batch should be.
+            self.records.append(self._run(decision.fits[0]))
+            self._save()
+        self.models.clear()
         if decision.chosen is None:
             raise RuntimeError(
                 "search_factor: every factor fitted collapsed or diverged; "
                 "try a smaller `prior`"
             )
         result = self._result(decision)
-        full = [row for row in result.table if row.epochs == self.plan.epochs]
-        if result.factor in (full[0].factor, full[-1].factor) and len(full) > 1:
+        if self._at_open_edge(decision.chosen):
             warn_at_caller(
                 f"search_factor: the chosen factor {result.factor:.3g} lies "
                 "at the edge of the factors fitted in full, and the budget "
@@ -448,6 +454,22 @@ class _Search:
                 f"{result.factor:.3g}` or a larger `budget`."
             )
         return result
+
+    def _at_open_edge(self, chosen):
+        """Whether `chosen` is the smallest or largest factor fitted in full
+        with its outer neighbour neither fitted in full nor past a cliff."""
+        full = {
+            r.grid_index for r in self.records if r.epochs == self.plan.epochs
+        }
+        cliff = min(
+            (r.grid_index for r in self.records if r.collapsed),
+            default=math.inf,
+        )
+        if len(full) < 2:
+            return False
+        return (chosen == min(full)) or (
+            chosen == max(full) and chosen + 1 < cliff
+        )
 
     def _run(self, fit):
         factor = _halving.factor_of(self.prior, self.step, fit.grid_index)
@@ -495,7 +517,9 @@ class _Search:
             if self.directory is not None:
                 from keras_scaled_l2.saving import load_model
 
-                return load_model(self._path(_name(fit, "keras")))
+                return load_model(
+                    self._path(_name(fit, "keras", fit.initial_epoch))
+                )
         # As KerasTuner builds each trial: a clean session, then the seed.
         keras.backend.clear_session()
         keras.utils.set_random_seed(_halving.build_seed(fit.seed))
@@ -510,7 +534,8 @@ class _Search:
                 "a function that returns a compiled keras.Model",
                 shown(f"<function returning {_described(model)}>"),
             )
-        if len(self.built_penalties) >= 2:
+        if len(self.built_penalties) >= 2 or not model.built:
+            # An unbuilt model (no `keras.Input`) has no penalty to read yet.
             return
         self.built_penalties.append((factor, _total_penalty(model)))
         if len(self.built_penalties) == 2:
@@ -536,7 +561,7 @@ class _Search:
     def _row_losses(self, index, seed):
         key = (index, seed)
         if key not in self.losses and self.directory is not None:
-            path = self._path(f"fit_{index}_{seed}.npy")
+            path = self._path(f"fit_{index}_{seed}_{self.plan.epochs}.npy")
             if os.path.exists(path):
                 self.losses[key] = np.load(path)
         return self.losses.get(key)
@@ -548,6 +573,14 @@ class _Search:
         cliff_index = min(
             (r.grid_index for r in self.records if r.collapsed), default=None
         )
+        if self._row_losses(chosen, 0) is None:
+            warn_at_caller(
+                "search_factor: no per-row validation loss (several losses, "
+                "sample weights, or a loss Keras cannot give per row), so "
+                "the plateau holds the chosen factor alone: the noise "
+                "around it is not measured. Compare the table's scores "
+                "with care."
+            )
         seeds = sorted(
             {
                 r.seed
@@ -604,20 +637,25 @@ class _Search:
         return _halving.factor_of(self.prior, self.step, index)
 
     def _distinguishable(self, index, chosen, seeds):
-        """Whether `index` is worse than `chosen` beyond the noise (95 %)."""
+        """Whether `index` is worse than `chosen` beyond the noise (95 %),
+        on the seeds both have; a factor without per-row losses, or with
+        losses that are not finite, is told apart."""
         if index == chosen:
             return False
         rows = [
             (self._row_losses(index, s), self._row_losses(chosen, s))
             for s in seeds
         ]
-        if any(a is None or b is None for a, b in rows):
+        rows = [(a, b) for a, b in rows if a is not None and b is not None]
+        if not rows:
             return True
         differences = np.stack([a - b for a, b in rows])
-        return bool(paired_lower_bound(differences) > 0)
+        if not np.all(np.isfinite(differences)):
+            return True
+        return bool(_paired_lower_bound(differences) > 0)
 
 
-def paired_lower_bound(
+def _paired_lower_bound(
     differences: np.ndarray, samples: int = _BOOTSTRAP_SAMPLES
 ) -> float:
     """The 2.5 % point of a bootstrap of a mean paired difference.
@@ -664,8 +702,10 @@ def _mean_scores(records, epochs):
     return by_index
 
 
-def _name(fit, extension):
-    return f"fit_{fit.grid_index}_{fit.seed}.{extension}"
+def _name(fit, extension, epochs=None):
+    """The file of a fit's model or losses after `epochs` (its own)."""
+    epochs = fit.epochs if epochs is None else epochs
+    return f"fit_{fit.grid_index}_{fit.seed}_{epochs}.{extension}"
 
 
 def _head(data, rows):

@@ -14,6 +14,7 @@ Needs KerasTuner: `pip install "keras-scaled-l2[tuner]"`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -30,7 +31,11 @@ except ImportError as error:  # pragma: no cover - depends on the install
     ) from error
 
 from keras_scaled_l2 import _halving
-from keras_scaled_l2._validation import invalid_argument, validate_factor
+from keras_scaled_l2._validation import (
+    invalid_argument,
+    shown,
+    validate_factor,
+)
 from keras_scaled_l2.collapse_monitor import CollapseMonitor, CollapseWarning
 from keras_scaled_l2.penalty_logger import PenaltyLogger
 from keras_scaled_l2.saving import load_model
@@ -64,11 +69,11 @@ class FactorSearchOracle(keras_tuner.Oracle):
     Args:
         epochs: The length of a full fit.
         prior: The grid's centre. Defaults to `0.01`.
-        num_factors: Factors in the grid before widening. Defaults to `7`.
+        num_factors: Factors in the grid before widening. Defaults to `5`.
         step: The ratio between neighbouring factors. Defaults to
             `sqrt(10)`.
         reduction: From each rung, one factor in `reduction` goes on.
-            Defaults to `3`.
+            Defaults to `2`.
         num_rungs: Fit lengths, the last being `epochs`. Defaults to `2`.
         seeds: Seeds for the best factor and its neighbours. Defaults to
             `1`.
@@ -188,7 +193,8 @@ class FactorSearchOracle(keras_tuner.Oracle):
         for trial in self.trials.values():
             values = trial.hyperparameters.values
             if (
-                values.get(_INDEX) == index
+                trial.status == keras_tuner.engine.trial.TrialStatus.COMPLETED
+                and values.get(_INDEX) == index
                 and values.get(_SEED) == seed
                 and values.get("tuner/epochs") == epochs
             ):
@@ -199,6 +205,7 @@ class FactorSearchOracle(keras_tuner.Oracle):
         trial.score = trial.metrics.get_last_value(OBJECTIVE)
         trial.best_step = trial.metrics.get_best_step(OBJECTIVE)
 
+    @keras_tuner.synchronized
     def get_best_trials(
         self, num_trials: int = 1
     ) -> list[keras_tuner.engine.trial.Trial]:
@@ -228,20 +235,26 @@ class FactorSearchOracle(keras_tuner.Oracle):
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
-        state["factor_search"] = {"prior": self.prior, "step": self.step}
+        state["factor_search"] = self._settings()
         return state
+
+    def _settings(self):
+        return {
+            "prior": self.prior,
+            "step": self.step,
+            "plan": dataclasses.asdict(self.plan),
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         saved = state.get("factor_search")
-        if saved is not None and saved != {
-            "prior": self.prior,
-            "step": self.step,
-        }:
+        if saved is not None and saved != self._settings():
             raise invalid_argument(
-                "prior",
-                f"the prior and step of the search saved here ({saved})",
-                self.prior,
+                "directory",
+                "a project of a search with these settings "
+                f"({self._settings()}), or `overwrite=True`; it holds "
+                f"{saved}",
+                shown("<the tuner's project>"),
             )
 
 
@@ -286,10 +299,13 @@ class FactorTuner(keras_tuner.Tuner):
             raise invalid_argument(
                 "oracle", "a FactorSearchOracle", type(oracle).__name__
             )
-        # Read here: on a worker, KerasTuner swaps the oracle for a client
-        # that forwards only its own methods to the chief.
-        self._full_epochs = oracle.plan.epochs
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+
+    def load_model(self, trial: keras_tuner.engine.trial.Trial) -> keras.Model:
+        """The model a trial's fit ended with (for `get_best_models`)."""
+        return load_model(
+            os.path.join(self.get_trial_dir(trial.trial_id), _MODEL)
+        )
 
     def search(self, *fit_args: Any, **fit_kwargs: Any) -> None:
         """`keras_tuner.Tuner.search`, refusing to start without
@@ -360,8 +376,9 @@ class FactorTuner(keras_tuner.Tuner):
                 trial.hyperparameters, model, *args, **kwargs
             )
         os.makedirs(self.get_trial_dir(trial.trial_id), exist_ok=True)
-        if kwargs["epochs"] < self._full_epochs:
-            model.save(os.path.join(self.get_trial_dir(trial.trial_id), _MODEL))
+        # Every fit's model: a later rung continues it, and `load_model`
+        # (`get_best_models`) returns it.
+        model.save(os.path.join(self.get_trial_dir(trial.trial_id), _MODEL))
         score = float(history.history[OBJECTIVE][-1])
         return {
             OBJECTIVE: score if math.isfinite(score) else math.inf,

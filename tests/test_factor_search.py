@@ -20,7 +20,7 @@ from keras_scaled_l2._halving import (
     epochs_spent,
     next_fits,
 )
-from keras_scaled_l2.factor_search import paired_lower_bound
+from keras_scaled_l2.factor_search import _paired_lower_bound, _per_row_losses
 from keras_scaled_l2.tuner import FactorSearchOracle
 
 TRACED = {"num_factors": 7, "reduction": 3}
@@ -126,6 +126,36 @@ def test_the_budget_stops_the_widening_of_full_fits():
     assert epochs_spent(records) == 150
 
 
+def test_the_default_budget_holds_while_the_grid_widens():
+    plan = Plan(epochs=30)
+    for score in (lambda i, s, e: float(i), lambda i, s, e: -float(i)):
+        asked, decision, records = replay(plan, score)
+        assert epochs_spent(records) <= plan.total_budget
+        assert decision.chosen is not None
+    # Widened once below (two factors), not twice: a second widening
+    # would leave too few epochs to halve the grid.
+    asked, _, _ = replay(plan, lambda i, s, e: float(i))
+    assert min(f.grid_index for f in asked) == -4
+
+
+def test_failed_and_collapsed_fits_are_neither_promoted_nor_chosen():
+    failing = {1, 2}
+    asked, decision, _ = replay(
+        Plan(epochs=30),
+        lambda i, s, e: math.inf if i in failing else -float(i),
+    )
+    assert decision.chosen == 0
+    assert not [f for f in asked if f.grid_index in failing and f.epochs == 30]
+    # Everything collapses: the search ends without a choice, within its
+    # budget, instead of failing.
+    plan = Plan(epochs=30)
+    asked, decision, records = replay(
+        plan, lambda i, s, e: 1.0, collapsed=lambda i, e: True
+    )
+    assert decision.done and decision.chosen is None
+    assert epochs_spent(records) <= plan.total_budget
+
+
 def test_more_seeds_for_the_best_and_its_neighbours():
     asked, decision, _ = replay(
         Plan(epochs=30, **TRACED, seeds=3, budget=10_000), drifting
@@ -163,10 +193,10 @@ def test_the_bootstrap_lower_bound_matches_the_normal_approximation():
     normal = differences.mean() - 1.959964 * standard_error
     # 1000 bootstrap samples: the 2.5 % point is within 0.15 standard
     # errors of the normal approximation's (a loose, stated tolerance).
-    assert paired_lower_bound(differences) == pytest.approx(
+    assert _paired_lower_bound(differences) == pytest.approx(
         normal, abs=0.15 * standard_error
     )
-    assert paired_lower_bound(np.full((3, 50), 0.2)) == pytest.approx(0.2)
+    assert _paired_lower_bound(np.full((3, 50), 0.2)) == pytest.approx(0.2)
 
 
 # Real fits from here on.
@@ -213,13 +243,17 @@ def test_scores_are_the_validation_data_loss_not_val_loss(tmp_path):
         # mean squared error on the validation rows, in float64 numpy, is
         # the score; `evaluate`'s loss adds the penalty and is larger.
         model = keras.models.load_model(
-            tmp_path / f"fit_{record.grid_index}_0.keras"
+            tmp_path / f"fit_{record.grid_index}_0_{record.epochs}.keras"
         )
         predictions = np.asarray(model.predict(x_val, verbose=0), "float64")
         mse = np.mean((predictions - y_val) ** 2)
         assert record.score == pytest.approx(mse, rel=1e-5)
         val_loss = model.evaluate(x_val, y_val, verbose=0)
         assert val_loss > record.score * (1 + 1e-4)
+        # The plateau's per-row losses average to the same score.
+        rows = _per_row_losses(model, (x_val, y_val), None)
+        assert rows.shape == (len(x_val),)
+        assert rows.mean() == pytest.approx(mse, rel=1e-5)
     assert result.plateau[0] <= result.factor <= result.plateau[1]
     assert result.epochs_spent == epochs_spent(result.records)
     assert [row.factor for row in result.table] == sorted(
@@ -364,6 +398,7 @@ def ignores_the_factor(factor):
     ("build", "arguments", "argument", "received"),
     [
         (mlp, {"validation_data": None}, "validation_data", "None"),
+        (mlp, {"validation_data": "val"}, "validation_data", "'val'"),
         (mlp, {"budget": 2}, "budget", "2"),
         (uncompiled, {}, "build_model", "uncompiled Sequential"),
         (ignores_the_factor, {}, "build_model", "<build_model>"),

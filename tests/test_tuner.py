@@ -101,6 +101,16 @@ def test_factor_tuner_runs_the_fits_search_factor_runs(tmp_path):
         if backend == "tensorflow" or (backend == "jax" and fresh):
             key = (record.grid_index, record.seed, record.epochs)
             assert by_fit[key] == pytest.approx(record.score, rel=1e-5)
+    # The best model is the chosen factor's full fit, as it ended.
+    (model,) = tuner.get_best_models(1)
+    chosen = tuner.get_best_hyperparameters(1)[0]["factor"]
+    (trial,) = tuner.oracle.get_best_trials(1)
+    assert trial.hyperparameters["tuner/epochs"] == search["epochs"]
+    predictions = np.asarray(model.predict(validation[0], verbose=0))
+    assert np.mean((predictions - validation[1]) ** 2) == pytest.approx(
+        trial.score, rel=1e-5
+    )
+    assert chosen == trial.hyperparameters["factor"]
     if backend == "tensorflow":
         best = tuner.get_best_hyperparameters(1)[0]["factor"]
         assert best == pytest.approx(result.factor, rel=1e-12)
