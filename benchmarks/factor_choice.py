@@ -40,7 +40,7 @@ import keras
 import numpy as np
 from transfer_study import choice
 from transfer_study.data import load_data
-from transfer_study.derived import with_derived_records
+from transfer_study.derived import CANDIDATES, with_derived_records
 from transfer_study.settings import FULL, QUICK, SETUPS, Group, groups
 from transfer_study.summary import axis_configs
 from transfer_study.training import (
@@ -198,9 +198,14 @@ def train_missing(todo, settings, path, base, records):
 def summarize(records, settings):
     """`summary.regret`, `summary.cost` and per-cell details; see
     `transfer_study/choice.py` for the methods."""
-    records = with_derived_records(
-        [r for r in records if r["variant"] != "unpenalized"]
-    )
+    # The shipped rules only: the study's candidate rules are not reused.
+    records = [
+        r
+        for r in with_derived_records(
+            [r for r in records if r["variant"] != "unpenalized"]
+        )
+        if r["variant"] not in CANDIDATES
+    ]
     by_cell = {}
     for record in records:
         key = (Group.of_record(record).config_key, record["variant"])
@@ -209,6 +214,7 @@ def summarize(records, settings):
         )
     regrets = {method: {} for method in choice.METHODS}
     spent = {method: [] for method in choice.METHODS}
+    differs = set()
     setups_done = []
     for setup in SETUPS:
         if setup.optimizer not in settings.optimizers:
@@ -239,19 +245,34 @@ def summarize(records, settings):
                 }
                 for k in configs
             }
+            derived = "source_factor" in by_cell[(reference, variant)][0][0]
             _score_setup(
-                curves, reference, axes, variant, settings, regrets, spent
+                curves,
+                reference,
+                axes,
+                variant,
+                derived,
+                regrets,
+                spent,
+                differs,
             )
     grid = regrets["grid"]
+    held_out = {
+        method: {
+            cell: values
+            for cell, values in cells.items()
+            if _setup_of(cell) not in DEFAULTS_CHOSEN_ON
+        }
+        for method, cells in regrets.items()
+    }
     summary = {
         "setups": setups_done,
         "seeds": len(settings.seeds),
         "split": {"seed": SPLIT_SEED, "halves": "validation, test"},
-        "regret": {
-            method: choice.statistics(
-                cells, None if method in ("grid", "reuse") else grid
-            )
-            for method, cells in regrets.items()
+        "regret": _regret_statistics(regrets),
+        "regret_held_out": {
+            "setups": [s for s in setups_done if s not in DEFAULTS_CHOSEN_ON],
+            **_regret_statistics(held_out),
         },
         "cost": {
             method: {
@@ -266,21 +287,41 @@ def summarize(records, settings):
             for method, cells in regrets.items()
         },
     }
-    val_loss_differs = [
-        key
-        for key in grid
-        if any(
-            a != b
-            for a, b in zip(
-                grid[key], regrets["grid_val_loss"][key], strict=True
-            )
+    rules = sorted({cell.split("|")[1] for cell in regrets["reuse"]})
+    summary["reuse_by_rule"] = {
+        rule: choice.statistics(
+            {
+                cell: values
+                for cell, values in regrets["reuse"].items()
+                if cell.split("|")[1] == rule
+            }
         )
-    ]
+        for rule in rules
+    }
     summary["val_loss_picks_another_factor"] = {
         "cells": len(grid),
-        "cells_where_any_seed_differs": len(val_loss_differs),
+        "cells_where_any_seed_differs": len(differs),
     }
     return summary
+
+
+DEFAULTS_CHOSEN_ON = ("mlp/mnist1d/adam", "mlp/mnist1d/sgd")
+"""The setups whose curves `search_factor`'s defaults were chosen on; the
+summary's `regret_held_out` leaves them out."""
+
+
+def _setup_of(cell):
+    return "/".join(cell.split("/")[:3])
+
+
+def _regret_statistics(regrets):
+    grid = regrets["grid"]
+    return {
+        method: choice.statistics(
+            cells, None if method in ("grid", "reuse") else grid
+        )
+        for method, cells in regrets.items()
+    }
 
 
 def _reference_key(setup, settings):
@@ -290,30 +331,33 @@ def _reference_key(setup, settings):
     ).config_key
 
 
-def _score_setup(curves, reference, axes, variant, settings, regrets, spent):
+def _score_setup(
+    curves, reference, axes, variant, derived, regrets, spent, differs
+):
+    """Every method's regret on one setup and rule. A derived rule (a
+    rescaled copy of another's runs) is scored for reuse only: its grid,
+    search and Hyperband cells would repeat its source's."""
     epochs = None
     chosen_on_reference = {}
     for key, by_seed in curves.items():
         for seed, curve in by_seed.items():
             epochs = curve.epochs
-            cell = f"{key}/{variant}"
-            position, cost = choice.grid_choice(curve)
-            grid_cost = cost
-            _add(regrets, spent, "grid", cell, curve.regret(position), 1.0)
-            position, _ = choice.grid_choice(curve, on_val_loss=True)
-            _add(
-                regrets,
-                spent,
-                "grid_val_loss",
-                cell,
-                curve.regret(position),
-                1.0,
-            )
+            position, _ = choice.grid_choice(curve)
             if key == reference:
-                chosen_on_reference[seed] = curve.factors[
-                    choice.grid_choice(curve)[0]
-                ]
+                chosen_on_reference[seed] = curve.factors[position]
+            if derived:
+                continue
+            cell = f"{key}/{variant}"
+            _add(regrets, spent, "grid", cell, curve.regret(position), 1.0)
+            other, _ = choice.grid_choice(curve, on_val_loss=True)
+            _add(
+                regrets, spent, "grid_val_loss", cell, curve.regret(other), 1.0
+            )
+            if other != position:
+                differs.add(cell)
     for key, by_seed in curves.items():
+        if derived:
+            break
         for seed, curve in by_seed.items():
             cell = f"{key}/{variant}"
             grid_cost = len(curve.factors) * epochs
@@ -325,7 +369,7 @@ def _score_setup(curves, reference, axes, variant, settings, regrets, spent):
                 if key != reference
                 else float(np.median(curve.factors))
             )
-            prior = _nearest(curve.factors, prior)
+            prior = _nearest(_lattice(curve.factors), prior)
             position, cost = choice.search_choice(curve, prior)
             _add(
                 regrets,
@@ -350,7 +394,7 @@ def _score_setup(curves, reference, axes, variant, settings, regrets, spent):
             if key == reference or reference not in keys:
                 continue
             for source, target in ((reference, key), (key, reference)):
-                cell = f"{variant}/{axis}/{source}->{target}"
+                cell = f"{source}->{target}|{variant}|{axis}"
                 for seed in curves[target]:
                     from_curve = curves[source][seed]
                     factor = from_curve.factors[
@@ -374,6 +418,15 @@ def _regret(curve, position):
 def _add(regrets, spent, method, cell, regret, cost):
     regrets[method].setdefault(cell, []).append(regret)
     spent[method].append(cost)
+
+
+def _lattice(factors):
+    """The grid's factors on its half-decade lattice, without an extra
+    point such as AdamW's default 0.004 (the search steps by half-decades
+    from its prior, so a prior off the lattice would find no grid point)."""
+    phase = np.round((2 * np.log10(factors)) % 1.0, 6) % 1.0
+    values, counts = np.unique(phase, return_counts=True)
+    return factors[phase == values[np.argmax(counts)]]
 
 
 def _nearest(factors, factor):
@@ -446,6 +499,29 @@ def choice_block(summary):
         "the full grid picks another factor than on `val_data_loss`, for "
         f"at least one seed, in {picks['cells_where_any_seed_differs']} of "
         f"{picks['cells']} cells."
+        + _held_out_sentence(summary["regret_held_out"])
+    )
+
+
+def _held_out_sentence(held_out):
+    """The search against the full grid and Hyperband on the setups its
+    defaults were not chosen on."""
+    if not held_out["setups"]:
+        return ""
+    search, grid = held_out["search"], held_out["grid"]
+    hyperband = held_out["hyperband"]
+    return (
+        " On the setups its defaults were not chosen on ("
+        + ", ".join(f"`{setup}`" for setup in held_out["setups"])
+        + f"), `search_factor`'s worst regret is {_percent(search['worst'])} "
+        f"and its median {_percent(search['median'])} (the full grid: "
+        f"{_percent(grid['worst'])} and {_percent(grid['median'])}; "
+        f"Hyperband on `val_data_loss`: {_percent(hyperband['worst'])} and "
+        f"{_percent(hyperband['median'])}), within the seed noise of the "
+        f"full grid in {search['within_seed_noise_of_grid']} of "
+        f"{search['cells']} cells, at most "
+        f"{_percent(search['worst_mean_excess_over_grid'])} above it in the "
+        "mean."
     )
 
 

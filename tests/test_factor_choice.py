@@ -125,6 +125,7 @@ def test_statistics_by_hand():
     assert entry["over_10_percent"] == 1
     # `a` and `b` reach zero difference; `c` is worse on every seed.
     assert entry["within_seed_noise_of_grid"] == 2
+    assert entry["worst_mean_excess_over_grid"] == pytest.approx(0.3)
 
 
 def _run(tmp_path, *arguments):

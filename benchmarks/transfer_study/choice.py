@@ -170,7 +170,8 @@ def hyperband_choice(curves, budget, seed, on_val_loss=False):
         max_epochs=curves.epochs,
         factor=3,
         hyperband_iterations=1000,
-        seed=seed,
+        # KerasTuner draws a random seed for a falsy one: 0 must not be.
+        seed=seed + 1,
     )
     oracle._display.verbose = 0  # no progress tables per replayed trial
     spent = 0
@@ -241,6 +242,15 @@ def statistics(cells, baseline=None):
             low, _ = mean_interval(difference, entry_rng(key))
             within += low <= 0
         entry["within_seed_noise_of_grid"] = within
+        # Not only whether, but how far: the largest mean excess over the
+        # full grid (a near tie on most seeds can hide a large one).
+        entry["worst_mean_excess_over_grid"] = max(
+            (
+                float(np.mean(np.subtract(v, baseline[k])))
+                for k, v in cells.items()
+            ),
+            default=None,
+        )
     return entry
 
 
