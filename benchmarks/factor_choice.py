@@ -31,12 +31,12 @@ import math
 import os
 import pathlib
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras
+import lambda_transfer
 import numpy as np
 from transfer_study import choice
 from transfer_study.data import load_data
@@ -177,22 +177,6 @@ def write(path, payload):
     temporary = path.with_suffix(".tmp")
     temporary.write_text(text + "\n")
     temporary.replace(path)
-
-
-def train_missing(todo, settings, path, base, records):
-    done = {Group.of_record(r).key for r in records}
-    todo = [g for g in todo if g.key not in done]
-    start = time.perf_counter()
-    for index, group in enumerate(todo, 1):
-        records = records + train(group, settings)
-        write(path, {**base, "records": records, "summary": None})
-        print(
-            f"[{index}/{len(todo)}] {group.key} "
-            f"{records[-1]['group_seconds']:.1f} s "
-            f"(total {time.perf_counter() - start:.0f} s)",
-            flush=True,
-        )
-    return records
 
 
 def summarize(records, settings):
@@ -597,8 +581,13 @@ def main(argv=None):
         records = saved["records"]
     if not arguments.no_train:
         only = arguments.only or (QUICK_ONLY if arguments.quick else [""])
-        records = train_missing(
-            ordered_groups(settings, only), settings, path, base, records
+        records = lambda_transfer.train_missing(
+            ordered_groups(settings, only),
+            lambda group: train(group, settings),
+            path,
+            base,
+            records,
+            writer=write,
         )
     summary = summarize(records, settings)
     write(path, {**base, "records": records, "summary": summary})

@@ -134,13 +134,15 @@ def follow_up(name, settings, train_now):
     return study, path, base, records
 
 
-def train_missing(groups, train, path, base, records):
+def train_missing(groups, train, path, base, records, writer=None):
     """Trains each of `groups` that `records` lacks; returns all records.
 
     `train(group)` returns the group's records. After each group every
-    record is written to `path` (with `base`, and no summary yet), so that
-    an interrupted run resumes from there, and the progress is printed.
+    record is written to `path` (with `base`, and no summary yet) by
+    `writer` (default: `write`), so that an interrupted run resumes from
+    there, and the progress is printed.
     """
+    writer = write if writer is None else writer
     done = {Group.of_record(r).key for r in records}
     todo = [g for g in groups if g.key not in done]
     start = time.perf_counter()
@@ -149,7 +151,7 @@ def train_missing(groups, train, path, base, records):
         if not trained:
             raise RuntimeError(f"training {group.key} gave no records")
         records = records + trained
-        write(path, {**base, "records": records, "summary": None})
+        writer(path, {**base, "records": records, "summary": None})
         print(
             f"[{index}/{len(todo)}] {group.key} "
             f"{records[-1]['group_seconds']:.1f} s "

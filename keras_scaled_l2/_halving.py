@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from keras_scaled_l2._validation import invalid_argument
@@ -426,6 +426,24 @@ def factor_of(prior: float, step: float, index: int) -> float:
     return prior * step**index
 
 
-def grid_indices(records: Sequence[Record]) -> list[int]:
-    """Every grid index some fit has trained, in order."""
-    return sorted({record.grid_index for record in records})
+def run_in_turn(
+    plan: Plan,
+    run_fit: Callable[[Fit], Record],
+    records: list[Record],
+    on_record: Callable[[list[Record]], None] | None = None,
+) -> Decision:
+    """Runs the schedule to its end, one fit at a time, in this process.
+
+    `run_fit` trains a fit and returns its record; each is appended to
+    `records` (in place: a search resumes from the list it had), then
+    `on_record(records)` is called. One fit, then the schedule is asked
+    again: a collapse or a failure changes what the rest should be.
+    Returns the final `Decision`.
+    """
+    while True:
+        decision = next_fits(plan, records)
+        if decision.done:
+            return decision
+        records.append(run_fit(decision.fits[0]))
+        if on_record is not None:
+            on_record(records)

@@ -429,14 +429,9 @@ class _Search:
         os.replace(path + ".tmp", path)
 
     def result(self):
-        while True:
-            decision = _halving.next_fits(self.plan, self.records)
-            if decision.done:
-                break
-            # One fit, then ask again: a collapse or a failure changes
-            # what the rest of a batch should be.
-            self.records.append(self._run(decision.fits[0]))
-            self._save()
+        decision = _halving.run_in_turn(
+            self.plan, self._run, self.records, lambda _: self._save()
+        )
         self.models.clear()
         if decision.chosen is None:
             raise RuntimeError(

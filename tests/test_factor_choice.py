@@ -75,20 +75,17 @@ def test_the_search_replay_is_the_schedule_on_the_curves():
     position, spent = choice.search_choice(curve, prior)
     # The same schedule, asked directly with the curves' scores.
     records = []
-    while True:
-        decision = _halving.next_fits(_halving.Plan(epochs=30), records)
-        if decision.done:
-            break
-        for fit in decision.fits:
-            records.append(
-                _halving.Record(
-                    fit.grid_index,
-                    0,
-                    fit.epochs,
-                    float(drifting()[4 + fit.grid_index, fit.epochs - 1]),
-                    False,
-                )
-            )
+    decision = _halving.run_in_turn(
+        _halving.Plan(epochs=30),
+        lambda fit: _halving.Record(
+            fit.grid_index,
+            0,
+            fit.epochs,
+            float(drifting()[4 + fit.grid_index, fit.epochs - 1]),
+            False,
+        ),
+        records,
+    )
     assert position == 4 + decision.chosen == 6
     assert spent == _halving.epochs_spent(records)
     assert spent < 9 * 30 * 0.75

@@ -19,6 +19,7 @@ from keras_scaled_l2._halving import (
     check_plan,
     epochs_spent,
     next_fits,
+    run_in_turn,
 )
 from keras_scaled_l2.factor_search import _paired_lower_bound, _per_row_losses
 from keras_scaled_l2.tuner import FactorSearchOracle
@@ -29,24 +30,21 @@ TRACED = {"num_factors": 7, "reduction": 3}
 
 def replay(plan, score, collapsed=lambda index, epochs: False):
     """Runs the schedule to its end on a score function; returns the fits
-    in the order asked for and the final decision."""
-    records, asked = [], []
-    while True:
-        decision = next_fits(plan, records)
-        if decision.done:
-            return asked, decision, records
-        assert decision.fits, "a sequential search never waits"
-        for fit in decision.fits:
-            asked.append(fit)
-            records.append(
-                Record(
-                    fit.grid_index,
-                    fit.seed,
-                    fit.epochs,
-                    score(fit.grid_index, fit.seed, fit.epochs),
-                    collapsed(fit.grid_index, fit.epochs),
-                )
-            )
+    in the order asked for, the final decision and the records."""
+    asked, records = [], []
+
+    def run(fit):
+        asked.append(fit)
+        return Record(
+            fit.grid_index,
+            fit.seed,
+            fit.epochs,
+            score(fit.grid_index, fit.seed, fit.epochs),
+            collapsed(fit.grid_index, fit.epochs),
+        )
+
+    decision = run_in_turn(plan, run, records)
+    return asked, decision, records
 
 
 def drifting(index, seed, epochs):

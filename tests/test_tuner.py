@@ -194,27 +194,24 @@ def test_a_chief_and_two_workers_share_one_search_and_agree(tmp_path):
         epochs=search["epochs"], num_factors=search["num_factors"]
     )
     records = []
-    while True:
-        decision = _halving.next_fits(plan, records)
-        if decision.done:
-            break
-        for fit in decision.fits:
-            (trial,) = [
-                t
-                for t in trials
-                if (t["index"], t["seed"], t["epochs"])
-                == (fit.grid_index, fit.seed, fit.epochs)
-            ]
-            assert trial["initial_epoch"] == fit.initial_epoch
-            records.append(
-                _halving.Record(
-                    fit.grid_index,
-                    fit.seed,
-                    fit.epochs,
-                    trial["score"],
-                    bool(trial["collapsed"]),
-                )
-            )
+
+    def ran(fit):
+        (trial,) = [
+            t
+            for t in trials
+            if (t["index"], t["seed"], t["epochs"])
+            == (fit.grid_index, fit.seed, fit.epochs)
+        ]
+        assert trial["initial_epoch"] == fit.initial_epoch
+        return _halving.Record(
+            fit.grid_index,
+            fit.seed,
+            fit.epochs,
+            trial["score"],
+            bool(trial["collapsed"]),
+        )
+
+    decision = _halving.run_in_turn(plan, ran, records)
     assert len(records) == len(trials)
     chosen = _halving.factor_of(search["prior"], 10**0.5, decision.chosen)
     factors = [held["factor"]] + [report["factor"] for report in reports]

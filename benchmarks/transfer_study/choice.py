@@ -121,22 +121,24 @@ def search_choice(curves, prior):
     plan = _halving.Plan(epochs=curves.epochs)
     step = math.sqrt(10.0)
     records = []
-    while True:
-        decision = _halving.next_fits(plan, records)
-        if decision.done:
-            break
-        for fit in decision.fits:
-            position = curves.position(
-                _halving.factor_of(prior, step, fit.grid_index)
+
+    def score(fit):
+        position = curves.position(
+            _halving.factor_of(prior, step, fit.grid_index)
+        )
+        if position is None:
+            return _halving.Record(
+                fit.grid_index, 0, fit.epochs, math.inf, False
             )
-            if position is None:
-                score, collapsed = math.inf, False
-            else:
-                score = float(curves.val[position, fit.epochs - 1])
-                collapsed = bool(curves.collapsed[position, fit.epochs - 1])
-            records.append(
-                _halving.Record(fit.grid_index, 0, fit.epochs, score, collapsed)
-            )
+        return _halving.Record(
+            fit.grid_index,
+            0,
+            fit.epochs,
+            float(curves.val[position, fit.epochs - 1]),
+            bool(curves.collapsed[position, fit.epochs - 1]),
+        )
+
+    decision = _halving.run_in_turn(plan, score, records)
     spent = _halving.epochs_spent(records)
     if decision.chosen is None:
         return None, spent
