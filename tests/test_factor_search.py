@@ -363,6 +363,9 @@ def collapsing(factor):
     return model
 
 
+# The cliff's rule is the schedule's (tested above on every backend);
+# one backend leg shows a real collapse stops it.
+@pytest.mark.run_once
 @pytest.mark.filterwarnings("ignore:search_factor. the chosen factor")
 def test_no_factor_past_a_collapse_is_chosen():
     (x, y), validation = noisy_regression()
@@ -406,6 +409,8 @@ def ignores_the_factor(factor):
         (mlp, {"epochs": 0}, "epochs", "0"),
     ],
 )
+# The checks run before any fit: the same on every backend.
+@pytest.mark.run_once
 def test_bad_input_is_refused_naming_the_argument(
     build, arguments, argument, received
 ):
@@ -416,6 +421,8 @@ def test_bad_input_is_refused_naming_the_argument(
     assert received in str(caught.value)
 
 
+# The plot is matplotlib's: one backend leg draws it.
+@pytest.mark.run_once
 def test_the_plot_shows_every_rung(tmp_path):
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
