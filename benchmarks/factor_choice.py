@@ -470,6 +470,17 @@ def choice_block(summary):
             f"| {entry['over_5_percent']} of {cells} | {noise} "
             f"| {'' if cost is None else f'{cost:.2f}'} |"
         )
+    rows += [
+        "",
+        "| rule | reused: worst | median | cells over 5 % |",
+        "|---|---:|---:|---:|",
+    ]
+    for rule, entry in summary["reuse_by_rule"].items():
+        rows.append(
+            f"| `{rule}` | {_percent(entry['worst'])} "
+            f"| {_percent(entry['median'])} "
+            f"| {entry['over_5_percent']} of {entry['cells']} |"
+        )
     setups = ", ".join(f"`{setup}`" for setup in summary["setups"])
     picks = summary["val_loss_picks_another_factor"]
     seeds = summary.get("seeds")
