@@ -469,7 +469,7 @@ class _Search:
     def _run(self, fit):
         factor = _halving.factor_of(self.prior, self.step, fit.grid_index)
         model = self._model(fit, factor)
-        monitor = CollapseMonitor(_head(self.validation[0], _PROBE_ROWS))
+        monitor = _collapse_monitor(self.validation[0])
         keras.utils.set_random_seed(_halving.fit_seed(fit))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CollapseWarning)
@@ -703,8 +703,12 @@ def _name(fit, extension, epochs=None):
     return f"fit_{fit.grid_index}_{fit.seed}_{epochs}.{extension}"
 
 
-def _head(data, rows):
-    return keras.tree.map_structure(lambda leaf: leaf[:rows], data)
+def _collapse_monitor(x_val):
+    """The `CollapseMonitor` of one fit: its probe, the first validation
+    rows (both drivers use it)."""
+    return CollapseMonitor(
+        keras.tree.map_structure(lambda leaf: leaf[:_PROBE_ROWS], x_val)
+    )
 
 
 def _data_loss(model, validation, batch_size):

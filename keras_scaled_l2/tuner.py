@@ -36,7 +36,8 @@ from keras_scaled_l2._validation import (
     shown,
     validate_factor,
 )
-from keras_scaled_l2.collapse_monitor import CollapseMonitor, CollapseWarning
+from keras_scaled_l2.collapse_monitor import CollapseWarning
+from keras_scaled_l2.factor_search import _collapse_monitor, _plan_and_grid
 from keras_scaled_l2.penalty_logger import PenaltyLogger
 from keras_scaled_l2.saving import load_model
 
@@ -47,7 +48,6 @@ OBJECTIVE = "val_data_loss"
 
 _INDEX, _SEED = "factor_search/index", "factor_search/seed"
 _MODEL = "factor_search.keras"
-_PROBE_ROWS = 256
 
 
 class FactorSearchOracle(keras_tuner.Oracle):
@@ -101,8 +101,6 @@ class FactorSearchOracle(keras_tuner.Oracle):
                 raise invalid_argument(
                     name, "not given: the factor search sets it", kwargs[name]
                 )
-        from keras_scaled_l2.factor_search import _plan_and_grid
-
         self.plan, self.prior, self.step = _plan_and_grid(
             epochs,
             prior,
@@ -348,11 +346,7 @@ class FactorTuner(keras_tuner.Tuner):
                 )
             )
         validate_factor(values["factor"], "factor")
-        monitor = CollapseMonitor(
-            keras.tree.map_structure(
-                lambda leaf: leaf[:_PROBE_ROWS], validation[0]
-            )
-        )
+        monitor = _collapse_monitor(validation[0])
         kwargs["callbacks"] = [
             *kwargs.get("callbacks", []),
             PenaltyLogger(),
