@@ -224,14 +224,71 @@ def restore_compute_loss(model):
         del model.compute_loss
 
 
+STEP_FUNCTIONS = ("train_function", "test_function")
+"""The model attributes that `fit` and `evaluate` call at every step."""
+
+
 def step_functions(model):
     """The model's traced `(train_function, test_function)`, or `None`s."""
-    return model.train_function, model.test_function
+    return tuple(getattr(model, name) for name in STEP_FUNCTIONS)
 
 
 def set_step_functions(model, functions):
     """Makes `fit` / `evaluate` use `functions` from `step_functions`."""
-    model.train_function, model.test_function = functions
+    for name, function in zip(STEP_FUNCTIONS, functions, strict=True):
+        setattr(model, name, function)
+
+
+STEP_FUNCTION_MAKERS = ("make_train_function", "make_test_function")
+"""What `fit`, `evaluate`, `train_on_batch` and `test_on_batch` call first."""
+
+
+def guard_step_functions(model, check):
+    """Makes the model's `make_train_function` / `make_test_function` call
+    `check()` first.
+
+    Every `fit`, `evaluate`, `train_on_batch` and `test_on_batch` calls
+    one of them at its start, before it reads its step function (and, on
+    JAX, before it gathers the variables' state). The guards are instance
+    attributes, shadowing the class's methods, kept out of Keras's
+    tracking; `unguard_step_functions` removes them.
+    """
+    for name in STEP_FUNCTION_MAKERS:
+        method = getattr(type(model), name)
+
+        @functools.wraps(method)
+        def guarded(self, force=False, _method=method):
+            check()
+            return _method(self, force)
+
+        vars(model)[name] = types.MethodType(guarded, model)
+
+
+def unguard_step_functions(model):
+    """Undoes `guard_step_functions`."""
+    for name in STEP_FUNCTION_MAKERS:
+        vars(model).pop(name, None)
+
+
+def runs_with_callback(model, accept):
+    """Whether a `fit` or `evaluate` of `model` on the call stack runs with
+    a callback for which `accept(callback)` is true.
+
+    Each backend's trainer keeps the `CallbackList` of a `fit` or
+    `evaluate` in its local `callbacks` (the validation inside `fit` runs
+    `evaluate` with the same list).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if (
+            frame.f_code.co_name in ("fit", "evaluate")
+            and frame.f_locals.get("self") is model
+        ):
+            callbacks = frame.f_locals.get("callbacks")
+            if any(map(accept, getattr(callbacks, "callbacks", ()))):
+                return True
+        frame = frame.f_back
+    return False
 
 
 def make_step_functions(model):
@@ -246,7 +303,7 @@ def make_step_functions(model):
 
 def drop_step_functions(model):
     """Makes the next `fit` / `evaluate` trace new step functions."""
-    for name in ("train_function", "test_function"):
+    for name in STEP_FUNCTIONS:
         if getattr(model, name, None) is not None:
             setattr(model, name, None)
 

@@ -41,6 +41,11 @@ class PenaltyLogger(keras.callbacks.Callback):
     wherever the logger stands in the callbacks list. When `fit` ends the
     model is left as it was (nothing of the logger is saved with it).
 
+    Keras does not call `on_train_end` when a fit ends with an exception or
+    a `KeyboardInterrupt`; the next `fit`, `evaluate`, `train_on_batch` or
+    `test_on_batch` that runs without a logger then first puts the model
+    back as it was found, and logs no `data_loss`.
+
     Requires Keras's own `Model.compute_loss` (a custom `train_step` that
     calls it is fine); with an overridden `compute_loss` the logger warns
     and logs nothing.
@@ -76,6 +81,9 @@ class PenaltyLogger(keras.callbacks.Callback):
 
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
+        # A new `fit`, `evaluate` or `predict` (the validation inside `fit`
+        # reuses its callbacks): a `fit` that raised never ended.
+        self._in_fit = False
         self._attach(model)
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
@@ -151,11 +159,19 @@ class PenaltyLogger(keras.callbacks.Callback):
 class _Session:
     """The logger's metric and step functions on one compiled model.
 
-    Attaching adds the metric to the model and replaces its `compute_loss`;
-    detaching undoes both. The step functions traced while attached are
-    kept and put back at the next attach, as long as the model was not
-    compiled since (a `compile` replaces them), so that repeated `fit`
-    calls do not retrace.
+    Attaching adds the metric to the model and replaces its `compute_loss`
+    and step functions; detaching undoes all three. The step functions
+    traced while attached are kept and put back at the next attach, as long
+    as the model was not compiled since (a `compile` replaces them), so
+    that repeated `fit` calls do not retrace.
+
+    Keras skips `on_train_end` when a fit raises, so attaching also guards
+    the model's `make_train_function` and `make_test_function`, which
+    every `fit`, `evaluate`, `train_on_batch` and `test_on_batch` calls at
+    its start (before it reads a step function or, on JAX, the variables'
+    state): a call that runs with no logger of this session, not even in a
+    `fit` further up the stack, detaches the session first. Detaching
+    removes the guards.
 
     Sessions belong to the model, not to one logger: every `PenaltyLogger`
     with the same `per_layer` on the same compiled model shares one, so
@@ -168,9 +184,7 @@ class _Session:
         """The model's current session for `per_layer`, made if needed."""
         # Kept on the model, so that it goes with the model: a registry
         # beside it would be kept alive by the traced functions' references.
-        sessions = _keras_internals.untracked_attribute(
-            model, "_penalty_logger_sessions", dict
-        )
+        sessions = _sessions(model)
         session = sessions.get(per_layer)
         if session is None or not session.is_current(model):
             session = sessions[per_layer] = cls(model, per_layer)
@@ -217,22 +231,48 @@ class _Session:
 
     def attach(self):
         model = self.model
+        for other in _sessions(model).values():
+            if other is not self and other.attached:
+                other.detach()  # left attached by a fit that raised
         self.plain_functions = _keras_internals.step_functions(model)
         _keras_internals.attach_metric(model, self.metric)
         _keras_internals.replace_compute_loss(model, self.compute_loss)
-        if self.logged_functions is not None:
-            _keras_internals.set_step_functions(model, self.logged_functions)
-        else:
+        if self.logged_functions is None:
             _keras_internals.make_step_functions(model)
+            self.logged_functions = _keras_internals.step_functions(model)
+        _keras_internals.set_step_functions(model, self.logged_functions)
+        _keras_internals.guard_step_functions(model, self._detach_if_stale)
         self.attached = True
 
     def detach(self):
         model = self.model
-        self.logged_functions = _keras_internals.step_functions(model)
         _keras_internals.detach_metric(model, self.metric)
         _keras_internals.restore_compute_loss(model)
         _keras_internals.set_step_functions(model, self.plain_functions)
+        _keras_internals.unguard_step_functions(model)
         self.attached = False
+
+    def _detach_if_stale(self):
+        """Detaches unless a `fit` or `evaluate` with one of this session's
+        loggers runs: the one that attached it ended without its `on_*_end`
+        hooks (it raised)."""
+        if self.attached and not _keras_internals.runs_with_callback(
+            self.model,
+            lambda callback: (
+                isinstance(callback, PenaltyLogger)
+                and callback._session is self
+            ),
+        ):
+            self.detach()
+
+
+def _sessions(model):
+    """The model's sessions by `per_layer`."""
+    # Kept on the model, so that they go with the model: a registry beside
+    # it would be kept alive by the traced functions' references.
+    return _keras_internals.untracked_attribute(
+        model, "_penalty_logger_sessions", dict
+    )
 
 
 class _PenaltyParts(keras.metrics.Metric):

@@ -15,7 +15,7 @@ from logged import assert_parts_exact
 from reference import reference_penalty
 from seen_train_function import SeenTrainFunction
 
-from keras_scaled_l2 import PenaltyLogger, ScaledL1, ScaledL2
+from keras_scaled_l2 import CollapseMonitor, PenaltyLogger, ScaledL1, ScaledL2
 
 ROWS, FEATURES = 1000, 20
 
@@ -340,6 +340,91 @@ def test_model_is_left_as_it_was_after_fit_evaluate_and_predict():
     )
     assert [m.name for m in model.metrics] == names
     assert "compute_loss" not in vars(model)
+
+
+class _RaiseAtBatch(keras.callbacks.Callback):
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 2:
+            raise self.error
+
+
+class _FailingRows(keras.utils.PyDataset):
+    """Batches of `_data()` whose third raises, as a broken file would."""
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, index):
+        if index == 2:
+            raise OSError("row file unreadable")
+        rows = slice(index * 64, (index + 1) * 64)
+        x, y = _data()
+        return x[rows], y[rows]
+
+
+@pytest.mark.parametrize("ending", ["callback", "interrupt", "data"])
+def test_a_fit_that_raises_leaves_the_model_as_it_was_found(ending):
+    # Keras skips `on_train_end` when `fit` raises: the logger's step
+    # functions, metric and `compute_loss` stay on the model until the
+    # next step without a logger, which must log no `data_loss`.
+    model = _model()
+    names = [m.name for m in model.metrics]
+    x, y = _data()
+    logger = PenaltyLogger()
+    callbacks = [logger, CollapseMonitor(x[:64])]
+    data = {"x": x, "y": y, "batch_size": 64}
+    if ending == "callback":
+        callbacks.append(_RaiseAtBatch(RuntimeError("a callback failed")))
+    elif ending == "interrupt":
+        callbacks.append(_RaiseAtBatch(KeyboardInterrupt()))
+    else:
+        data = {"x": _FailingRows()}
+    with pytest.raises((RuntimeError, KeyboardInterrupt, Exception)):
+        model.fit(**data, epochs=2, callbacks=callbacks, verbose=0)
+
+    later = _fit(model, [], epochs=1)
+    assert sorted(later) == ["loss", "mse", "val_loss", "val_mse"]
+    assert [m.name for m in model.metrics] == names
+    assert "compute_loss" not in vars(model)
+    plain = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert sorted(plain) == ["loss", "mse"]
+    # The same logger logs exactly again, in `evaluate` and in `fit`, and
+    # leaves the model after each.
+    scores = model.evaluate(
+        x, y, verbose=0, return_dict=True, callbacks=[logger]
+    )
+    assert scores["data_loss"] == pytest.approx(plain["mse"], rel=1e-5)
+    assert sorted(model.evaluate(x, y, verbose=0, return_dict=True)) == [
+        "loss",
+        "mse",
+    ]
+    _assert_exact(_fit(model, [logger], epochs=1))
+    assert sorted(_fit(model, [], epochs=1)) == sorted(later)
+
+
+def test_a_callbacks_own_evaluate_inside_a_logged_fit_keeps_the_logger():
+    # The `evaluate` a callback runs inside `fit` has no logger of its own;
+    # the fit's logger stays attached through it, and leaves afterwards.
+    x, y = _data(128)
+    seen = []
+
+    class EvaluateEachEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(self.model.evaluate(x, y, verbose=0, return_dict=True))
+
+    model = _model()
+    history = _fit(model, [EvaluateEachEpoch(), PenaltyLogger()], epochs=2)
+    _assert_exact(history)
+    for scores in seen:
+        assert scores["data_loss"] == pytest.approx(scores["mse"], rel=1e-5)
+    assert sorted(model.evaluate(x, y, verbose=0, return_dict=True)) == [
+        "loss",
+        "mse",
+    ]
 
 
 RETRAIN_IN_FRESH_PROCESS = textwrap.dedent(
