@@ -359,12 +359,15 @@ def plot(summary, settings, family, path):
     setups = [s for s in summary["setups"] if s["family"] == family]
     if not setups:
         return False
-    columns = 3
+    # Two panels a row, in type that stays legible when the figure is shown
+    # at a page's width (about 800 px): about 11 px a letter.
+    columns = min(2, len(setups))
     rows = -(-len(setups) // columns)
+    plt.rcParams.update({"font.size": 13, "legend.fontsize": 11})
     figure, panels = plt.subplots(
         rows,
         columns,
-        figsize=(5 * columns, 4.2 * rows),
+        figsize=(5.5 * columns, 4.6 * rows),
         sharey=True,
         squeeze=False,
     )
@@ -406,13 +409,13 @@ def plot(summary, settings, family, path):
         axes.set_yscale("log")
         axes.set_title(_setup_name(setup))
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
+        axes.legend()
     for axes in list(panels.flat)[len(setups) :]:
         axes.set_visible(False)
     for axes in panels[:, 0]:
         axes.set_ylabel("best factor / the reference model's")
     figure.suptitle(
-        f"{family}: best factor per configuration (open marker: at a grid "
+        f"{family}: best factor per configuration\n(open marker: at a grid "
         "end; grey: a 2x band)"
     )
     figure.tight_layout()
