@@ -25,9 +25,13 @@ search goes:
 3. **Full fits widen too.** While the best full fit is the largest or the
    smallest factor fitted in full and its neighbour on that side is not past
    a collapse, that neighbour is fitted in full.
-4. **Seeds.** With `seeds > 1`, the best factor and its neighbours fitted
-   in full are fitted again with seeds `1 .. seeds - 1`, while the budget
-   allows a whole seed; the choice is then the best mean over the seeds.
+4. **Seeds where the noise cannot decide.** With `seeds > 1`, the best
+   factor and those of its neighbours fitted in full that the validation
+   noise cannot tell from it (`tied`; all of them when the driver cannot
+   measure the noise) are fitted again with seeds `1 .. seeds - 1`, while
+   the budget allows a whole seed; the choice is then the best mean over
+   the seeds. A best factor that stands out beyond the noise is chosen
+   with one seed.
 
 A collapse (a fit whose predictions became constant) marks a cliff: no
 factor at or above the lowest collapsed one is fitted again or chosen. A
@@ -221,10 +225,20 @@ class _State:
         return min(scored, key=lambda i: (self.scores[(i, seed, epochs)], i))
 
 
+Tied = Callable[[int, list[int]], list[int]]
+"""`tied(best, finalists)`: the finalists (grid indices fitted in full with
+seed 0) that the validation noise cannot tell from `best`, `best` among
+them."""
+
+
 def next_fits(
-    plan: Plan, records: Iterable[Record], running: Iterable[Fit] = ()
+    plan: Plan,
+    records: Iterable[Record],
+    running: Iterable[Fit] = (),
+    tied: Tied | None = None,
 ) -> Decision:
-    """The fits to start now, given those finished and those running."""
+    """The fits to start now, given those finished and those running, and
+    (`tied`) which finalists the noise cannot tell apart, if known."""
     state = _State(plan, list(records), list(running))
     rungs = plan.rungs
 
@@ -293,10 +307,16 @@ def next_fits(
                 return Decision([fit], done=False)
         break
 
-    # Step 4: more seeds for the best and its neighbours fitted in full.
+    # Step 4: more seeds for the best and the neighbours fitted in full
+    # that the noise cannot tell from it.
     finalists = [i for i in (best - 1, best, best + 1) if i in fitted]
+    seeds = plan.seeds
+    if tied is not None and seeds > 1:
+        finalists = sorted(set(tied(best, finalists)) | {best})
+        if finalists == [best]:
+            seeds = 1  # it stands out beyond the noise
     complete = [0]
-    for seed in range(1, plan.seeds):
+    for seed in range(1, seeds):
         todo = [i for i in finalists if (i, seed, final) not in state.scores]
         if not todo:
             complete.append(seed)
@@ -431,6 +451,7 @@ def run_in_turn(
     run_fit: Callable[[Fit], Record],
     records: list[Record],
     on_record: Callable[[list[Record]], None] | None = None,
+    tied: Tied | None = None,
 ) -> Decision:
     """Runs the schedule to its end, one fit at a time, in this process.
 
@@ -438,10 +459,10 @@ def run_in_turn(
     `records` (in place: a search resumes from the list it had), then
     `on_record(records)` is called. One fit, then the schedule is asked
     again: a collapse or a failure changes what the rest should be.
-    Returns the final `Decision`.
+    `tied` is passed on to `next_fits`. Returns the final `Decision`.
     """
     while True:
-        decision = next_fits(plan, records)
+        decision = next_fits(plan, records, tied=tied)
         if decision.done:
             return decision
         records.append(run_fit(decision.fits[0]))

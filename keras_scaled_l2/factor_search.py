@@ -247,10 +247,13 @@ def search_factor(
     best. The grid widens while the best lies at an edge, and a factor
     whose predictions collapse to a constant (`CollapseMonitor`) marks a
     cliff: nothing at or above it is fitted again or chosen. With
-    `seeds > 1`, the best factor and its neighbours are fitted again with
-    other seeds. Every fit is scored on the validation **data** loss
-    (`PenaltyLogger`'s `data_loss` in `evaluate`), never on `val_loss`,
-    which adds the penalty.
+    `seeds > 1`, where the plateau is wider than the best factor (its
+    neighbours fitted in full are within the validation noise of it, by a
+    paired bootstrap over the rows), those factors are fitted again with up
+    to `seeds - 1` other seeds and the best mean wins; a best factor that
+    stands out beyond the noise keeps its one seed. Every fit is scored on
+    the validation **data** loss (`PenaltyLogger`'s `data_loss` in
+    `evaluate`), never on `val_loss`, which adds the penalty.
 
     By default: five factors for half the epochs, the best three of them
     on to the end, 4 full fits' worth of epochs where a grid of the same
@@ -301,8 +304,8 @@ def search_factor(
         reduction: From each rung, one factor in `reduction` goes on.
             Defaults to `2`.
         num_rungs: Fit lengths, the last being `epochs`. Defaults to `2`.
-        seeds: Seeds for the best factor and its neighbours. Defaults to
-            `1`.
+        seeds: The most seeds for the best factor and the neighbours the
+            noise cannot tell from it. Defaults to `1`.
         batch_size: As in `model.fit`. Defaults to `None`.
         callbacks: More callbacks for every fit. Defaults to none.
         directory: A folder to keep the search's state in: a search
@@ -430,7 +433,11 @@ class _Search:
 
     def result(self):
         decision = _halving.run_in_turn(
-            self.plan, self._run, self.records, lambda _: self._save()
+            self.plan,
+            self._run,
+            self.records,
+            lambda _: self._save(),
+            tied=self._tied,
         )
         self.models.clear()
         if decision.chosen is None:
@@ -630,6 +637,18 @@ class _Search:
 
     def _factor_of(self, index):
         return _halving.factor_of(self.prior, self.step, index)
+
+    def _tied(self, best, finalists):
+        """The finalists that seed 0's validation noise cannot tell from
+        `best`: those that more seeds should decide between. Without
+        per-row losses the noise is unknown, and every finalist is."""
+        if self._row_losses(best, 0) is None:
+            return finalists
+        return [
+            i
+            for i in finalists
+            if not self._distinguishable(i, best, [0])
+        ]
 
     def _distinguishable(self, index, chosen, seeds):
         """Whether `index` is worse than `chosen` beyond the noise (95 %),

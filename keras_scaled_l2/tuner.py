@@ -75,8 +75,11 @@ class FactorSearchOracle(keras_tuner.Oracle):
         reduction: From each rung, one factor in `reduction` goes on.
             Defaults to `2`.
         num_rungs: Fit lengths, the last being `epochs`. Defaults to `2`.
-        seeds: Seeds for the best factor and its neighbours. Defaults to
-            `1`.
+        seeds: Seeds for the best factor and its neighbours fitted in
+            full. Defaults to `1`. The workers report one score a fit, not
+            per-row losses, so unlike `search_factor` the oracle cannot
+            measure the validation noise: it fits every finalist with
+            every seed.
         budget: The most epochs the search may train, over every fit.
             Defaults to the halving's plan plus two full fits.
         **kwargs: Passed to `keras_tuner.Oracle` (e.g. `seed`); not

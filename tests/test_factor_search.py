@@ -28,7 +28,7 @@ TRACED = {"num_factors": 7, "reduction": 3}
 """The plan the hand traces below follow (not the default)."""
 
 
-def replay(plan, score, collapsed=lambda index, epochs: False):
+def replay(plan, score, collapsed=lambda index, epochs: False, tied=None):
     """Runs the schedule to its end on a score function; returns the fits
     in the order asked for, the final decision and the records."""
     asked, records = [], []
@@ -43,7 +43,7 @@ def replay(plan, score, collapsed=lambda index, epochs: False):
             collapsed(fit.grid_index, fit.epochs),
         )
 
-    decision = run_in_turn(plan, run, records)
+    decision = run_in_turn(plan, run, records, tied=tied)
     return asked, decision, records
 
 
@@ -163,6 +163,27 @@ def test_more_seeds_for_the_best_and_its_neighbours():
     assert decision.chosen == 1
 
 
+def test_more_seeds_only_where_the_noise_cannot_decide():
+    plan = Plan(epochs=30, **TRACED, seeds=3, budget=10_000)
+    asked_about = []
+
+    def best_and_the_larger_tie(best, finalists):
+        asked_about.append((best, finalists))
+        return [best, best + 1]
+
+    asked, decision, _ = replay(plan, drifting, tied=best_and_the_larger_tie)
+    assert asked_about[0] == (1, [0, 1, 2])
+    again = [f for f in asked if f.seed > 0]
+    assert again == [Fit(i, s, 30, 0) for s in (1, 2) for i in (1, 2)]
+    assert decision.chosen == 1 and decision.finalists == [1, 2]
+    # A best factor that stands out beyond the noise keeps its one seed.
+    asked, decision, _ = replay(
+        plan, drifting, tied=lambda best, finalists: [best]
+    )
+    assert [f for f in asked if f.seed > 0] == []
+    assert decision.chosen == 1
+
+
 def test_running_fits_are_not_handed_out_twice():
     plan = Plan(epochs=30, **TRACED)
     first = next_fits(plan, [], running=[Fit(-3, 0, 10, 0)])
@@ -257,6 +278,41 @@ def test_scores_are_the_validation_data_loss_not_val_loss(tmp_path):
     assert [row.factor for row in result.table] == sorted(
         row.factor for row in result.table
     )
+
+
+def test_more_seeds_go_to_the_factors_the_noise_cannot_tell_apart(tmp_path):
+    (x, y), validation = noisy_regression()
+    result = search_factor(
+        mlp,
+        x,
+        y,
+        validation_data=validation,
+        directory=tmp_path,
+        budget=100,  # pays for a second seed of every finalist
+        **{**SMALL, "seeds": 2},
+    )
+    final = SMALL["epochs"]
+    first = {
+        r.grid_index: r.score
+        for r in result.records
+        if r.epochs == final and r.seed == 0
+    }
+    best = min(first, key=first.get)
+    finalists = [i for i in (best - 1, best, best + 1) if i in first]
+
+    def rows(index):
+        return np.load(tmp_path / f"fit_{index}_0_{final}.npy")
+
+    # Seed 0's paired bootstrap over the validation rows decides.
+    tied = {
+        i
+        for i in finalists
+        if i == best or _paired_lower_bound((rows(i) - rows(best))[None]) <= 0
+    }
+    again = {r.grid_index for r in result.records if r.seed == 1}
+    assert again == (tied if len(tied) > 1 else set())
+    chosen = round(math.log(result.factor / 0.01, math.sqrt(10)))
+    assert chosen in tied
 
 
 class Interrupt(keras.callbacks.Callback):
