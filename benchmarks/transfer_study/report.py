@@ -1,5 +1,7 @@
 """The README tables and the plot of a summary."""
 
+import math
+
 import numpy as np
 
 from transfer_study.curves import TARGET_DRIFT
@@ -18,6 +20,14 @@ MECHANISMS = {
 """Per (axis, decoupled), the measurement that accounts for a cell over 2x
 whose plateaus do not overlap (the scales page, "Every cell over 2x")."""
 FLAT = "flat optimum: the plateaus overlap"
+UPPER_END = "largest 95 % upper end"
+"""The column of `worst_drift_upper`: the largest upper end of the 95 %
+intervals over every axis, not the upper end of the worst drift's own
+interval (the two often come from different axes)."""
+TIE_RTOL = 1e-9
+"""Worst drifts this close are a tie, not a ranking: `none` and
+`none/kernels` train the same networks across width, and their drifts
+there differ in the last bits only."""
 
 
 def format_tables(summary):
@@ -61,7 +71,7 @@ def candidate_table(candidates):
         for entry in candidates
     ]
     return _table(
-        ["candidate rule", "worst drift", "its 95 % upper end", "within 2x"],
+        ["candidate rule", "worst drift", UPPER_END, "within 2x"],
         rows,
     )
 
@@ -176,8 +186,17 @@ def _axis_table(setups, cell, variants_per_setup=False, rows_key="scales"):
 
 
 def headline_table(summary):
-    """Per variant: worst drift, its interval's upper end, cost of reuse."""
+    """Per variant: worst drift, the largest upper interval end, cost of
+    reuse. The recommended variant is marked unless another one's worst
+    drift ties with it (`TIE_RTOL`): rounding does not recommend."""
     recommended = summary["recommended"]["variant"]
+    worst = summary["worst_drift"]
+    if any(
+        name != recommended
+        and math.isclose(value, worst[recommended], rel_tol=TIE_RTOL)
+        for name, value in worst.items()
+    ):
+        recommended = None
     rows = [
         [
             f"`{name}`" + (" (recommended)" if name == recommended else ""),
@@ -191,7 +210,7 @@ def headline_table(summary):
         [
             "variant",
             "worst drift",
-            "its 95 % upper end",
+            UPPER_END,
             "worst cost of reuse",
         ],
         rows,
