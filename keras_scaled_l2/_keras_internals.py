@@ -278,7 +278,7 @@ def runs_with_callback(model, accept):
     `evaluate` in its local `callbacks` (the validation inside `fit` runs
     `evaluate` with the same list).
     """
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None:
         if (
             frame.f_code.co_name in ("fit", "evaluate")

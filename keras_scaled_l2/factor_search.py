@@ -644,11 +644,7 @@ class _Search:
         per-row losses the noise is unknown, and every finalist is."""
         if self._row_losses(best, 0) is None:
             return finalists
-        return [
-            i
-            for i in finalists
-            if not self._distinguishable(i, best, [0])
-        ]
+        return [i for i in finalists if not self._distinguishable(i, best, [0])]
 
     def _distinguishable(self, index, chosen, seeds):
         """Whether `index` is worse than `chosen` beyond the noise (95 %),

@@ -802,7 +802,7 @@ def test_reuse_carries_no_factor_beyond_adam_mlps():
     )
 
 
-def test_scales_page_cost_of_reuse_on_mnist1d():
+def test_study_page_cost_of_reuse_on_mnist1d():
     # Issue 32, 4: the tabular 12-15 % beside MNIST-1D's costs.
     worst = worst_cases()["none/kernels"]
     reuse = {
@@ -813,13 +813,13 @@ def test_scales_page_cost_of_reuse_on_mnist1d():
     where = max(reuse, key=reuse.get)
     assert where == (("cnn", "mnist1d", "adam"), "none/kernels", "data size")
     says(
-        page("scales.md"),
+        page("study.md"),
         "On MNIST-1D the same reuse costs far more (up to "
         f"{worst['reuse'] * 100:+.1f} %, the CNN across data size",
     )
 
 
-def test_scales_page_the_other_scales():
+def test_study_page_the_other_scales():
     # Issue 32, 7: `fan_out` drifts more than `size`.
     def worst(name):
         return max(c["drift"] for c in select(variant=name).values())
@@ -840,7 +840,7 @@ def test_scales_page_the_other_scales():
     assert [n for n, gap in gaps.items() if gap != 1.0] == ["size"]
     fan_in = cnn["fan_in"]
     says(
-        page("scales.md"),
+        page("study.md"),
         f"`fan_in` drifts least ({fan_in['width']['drift']:.2f}x across "
         f"width, {fan_in['depth']['drift']:.2f}x across depth, "
         f"{fan_in['data size']['drift']:.2f}x across data size), and "
@@ -853,7 +853,7 @@ def test_scales_page_the_other_scales():
     )
 
 
-def test_scales_page_best_loss_by_rule():
+def test_study_page_best_loss_by_rule():
     # Issue 32, 8: `balanced` on diabetes under SGD.
     rules = ("none", "balanced", "none/kernels")
     excess = {}
@@ -872,14 +872,14 @@ def test_scales_page_best_loss_by_rule():
     rest = max(max(v) for key, v in excess.items() if key != outlier)
     assert max(excess[outlier]) > 2 * rest
     says(
-        page("scales.md"),
+        page("study.md"),
         f"within {rest * 100:.1f} % of the best of the three rules on every "
         "configuration, except `balanced` on diabetes under SGD, up to "
         f"{max(excess[outlier]) * 100:.1f} % above it.",
     )
 
 
-def test_scales_page_transformer_gain():
+def test_study_page_transformer_gain():
     # Issue 32, 9: `balanced` reaches -15.2 %.
     changes = [
         change
@@ -890,7 +890,7 @@ def test_scales_page_transformer_gain():
     ]
     largest = max(abs(c) for c in changes)
     says(
-        page("scales.md"),
+        page("study.md"),
         "transformer's best penalty changes its test loss by at most "
         f"{largest * 100:.0f} % against no penalty",
         f"Its best loss lies between {percent(min(changes))} below and "
@@ -898,8 +898,8 @@ def test_scales_page_transformer_gain():
     )
 
 
-def test_scales_page_headline_and_cnn():
-    text = page("scales.md")
+def test_study_page_headline_and_cnn():
+    text = page("study.md")
     worst = worst_cases()
     assert "(recommended)" not in text
     for name, entry in worst.items():

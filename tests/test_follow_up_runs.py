@@ -143,8 +143,8 @@ def test_published_data_size_steps_are_what_their_records_give():
         rel=SUMMARY_RTOL,
     )
     assert all(s["complete"] for s in published["summary"]["setups"])
-    # The scales page shows both tables, character for character.
-    page = (ROOT / "docs" / "pages" / "scales.md").read_text()
+    # The study page shows both tables, character for character.
+    page = (ROOT / "docs" / "pages" / "study.md").read_text()
     assert data_size_steps.format_table(published["summary"]) in page
     assert data_size_steps.cliff_table(published["summary"]) in page
 
@@ -172,7 +172,7 @@ def test_published_adamw_width_is_what_its_records_give():
     )
     for setup in published["summary"]["setups"]:
         assert setup["complete"]
-    page = (ROOT / "docs" / "pages" / "scales.md").read_text()
+    page = (ROOT / "docs" / "pages" / "study.md").read_text()
     assert adamw_width.format_table(published["summary"]) in page
 
 
@@ -375,9 +375,9 @@ def test_published_grid_ends_are_what_their_records_give():
     for end in ends:
         checked = end["against_unpenalized"]["unpenalized_within_noise"]
         assert checked or end["extended"]
-    # What the scales page concludes from it.
+    # What the study page concludes from it.
     assert published["summary"]["every_end_unpenalized_within_noise"]
-    page = (ROOT / "docs" / "pages" / "scales.md").read_text()
+    page = (ROOT / "docs" / "pages" / "study.md").read_text()
     assert grid_ends.format_table(published["summary"]) in page
 
 
@@ -399,7 +399,7 @@ def test_published_equivalent_decay_table_is_on_the_scales_page():
         assert {len(r["equivalent_decay"]) for r in per_width} == {
             len(FULL.seeds)
         }
-    page = (ROOT / "docs" / "pages" / "scales.md").read_text()
+    page = (ROOT / "docs" / "pages" / "study.md").read_text()
     table = adam_decay.equivalent_decay_table(rows, width_run["summary"])
     assert table in page
 

@@ -741,10 +741,10 @@ def test_published_tables_are_the_published_summary():
     assert published["settings"] == json.loads(
         json.dumps(dataclasses.asdict(settings.FULL))
     )
-    # The scales page shows every table rendered from the published summary,
+    # The study page shows every table rendered from the published summary,
     # and the README its headline table, character for character (text,
     # not recomputed floats).
-    page = (ROOT / "docs" / "pages" / "scales.md").read_text()
+    page = (ROOT / "docs" / "pages" / "study.md").read_text()
     readme = (ROOT / "README.md").read_text()
     tables = report.format_tables(published["summary"]).split("\n\n")
     # The candidates add two tables (per axis, and their worst cases).
