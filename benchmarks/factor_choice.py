@@ -449,10 +449,29 @@ METHOD_NAMES = {
 }
 
 
+def lead_sentence(summary):
+    """The block's first lines: what reuse and the search cost, in words."""
+    reuse, search = summary["regret"]["reuse"], summary["regret"]["search"]
+    cost = summary["cost"]["search"]["median"]
+    return (
+        "**What each way of choosing cost in the study** (test data loss "
+        "above the best factor's): a factor reused from the reference "
+        f"model cost a median {_percent(reuse['median'])} and up to "
+        f"{_percent(reuse['worst'])} ({reuse['over_5_percent']} of "
+        f"{reuse['cells']} cells over 5 %); `search_factor` a median "
+        f"{_percent(search['median'])} and up to {_percent(search['worst'])},"
+        f" in {cost:.2f} of a full grid's epochs, within the seed noise of "
+        f"the full grid in {search['within_seed_noise_of_grid']} of "
+        f"{search['cells']} cells."
+    )
+
+
 def choice_block(summary):
-    """The Markdown table the README and the docs lead with, from the
-    summary alone (a test checks that each page holds it verbatim)."""
+    """The Markdown the README and the docs lead with, from the summary
+    alone (a test checks that each page holds it verbatim)."""
     rows = [
+        lead_sentence(summary),
+        "",
         "| how the factor is chosen | worst | median | cells over 5 % "
         "| within the seed noise of the full grid | epochs, of the full "
         "grid's |",
