@@ -14,13 +14,25 @@ in the middle of a table. So when the process is the command line
 (`keras-scaled-l2 ...` or `python -m keras_scaled_l2 ...`) and the user has
 not set `TF_CPP_MIN_LOG_LEVEL`, the backend starts with those lines
 silenced. Errors still surface: a failing import raises after stderr is
-restored.
+restored. A missing backend ends the command line with the remedy alone,
+one line, not the traceback through Keras's imports that leads to it.
+
+The remedy's install command fits how this package was installed: from
+a package index, `pip install "keras-scaled-l2[jax]"`; from a clone (as
+the README's Quick start does), the clone's folder with the extra,
+`pip install -e "/path/to/clone[jax]"` (`-e` where it was editable);
+otherwise the backend alone. `pip` is the one of this interpreter.
 """
 
 import contextlib
 import importlib
+import importlib.metadata
+import json
 import os
+import shlex
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -28,6 +40,9 @@ BACKEND_EXTRAS = {"tensorflow": "tensorflow", "jax": "jax", "torch": None}
 """Per backend module, the extra of this package that installs it."""
 
 COMMAND = "keras-scaled-l2"
+
+DISTRIBUTION = "keras-scaled-l2"
+"""The name this package is installed under (its extras are its)."""
 
 
 def import_keras() -> ModuleType:
@@ -81,9 +96,10 @@ def _import_keras() -> ModuleType:
 def _missing_backend_message(backend: str) -> str:
     extra = BACKEND_EXTRAS[backend]
     install = (
-        f'pip install "keras-scaled-l2[{extra}]"'
+        install_command(extra)
         if extra
-        else "pip install torch (the build for your machine, see pytorch.org)"
+        else f"{_pip()} install torch (the build for your machine, see "
+        "pytorch.org)"
     )
     return (
         f"keras-scaled-l2 needs a Keras backend, and the configured one, "
@@ -91,6 +107,43 @@ def _missing_backend_message(backend: str) -> str:
         "choose an installed backend with the environment variable "
         "KERAS_BACKEND=tensorflow|jax|torch."
     )
+
+
+def install_command(extra: str) -> str:
+    """The pip command that adds `extra` to this installation of the package.
+
+    Read from the installation's `direct_url.json` (PEP 610), which pip
+    writes for an install from a folder or a URL and not for one from an
+    index.
+
+    Examples:
+        >>> import sys
+        >>> command = install_command("jax")
+        >>> command.startswith(f"{sys.executable} -m pip install ")
+        True
+    """
+    pip = f"{_pip()} install"
+    # Run from a clone's folder, the build's `*.egg-info` there comes first
+    # on `sys.path`; the installation is the first that an installer
+    # (pip) wrote its `INSTALLER` file into.
+    found = list(importlib.metadata.distributions(name=DISTRIBUTION))
+    installed = [d for d in found if d.read_text("INSTALLER")]
+    if not installed:
+        return f"{pip} {extra}"  # run from a source tree, not installed
+    direct_url = installed[0].read_text("direct_url.json")
+    if not direct_url:
+        return f"{pip} {shlex.quote(f'{DISTRIBUTION}[{extra}]')}"
+    origin = json.loads(direct_url)
+    url = urllib.parse.urlparse(origin.get("url", ""))
+    if "dir_info" in origin and url.scheme == "file":
+        folder = urllib.request.url2pathname(url.path)
+        editable = "-e " if origin["dir_info"].get("editable") else ""
+        return f"{pip} {editable}{shlex.quote(f'{folder}[{extra}]')}"
+    return f"{pip} {extra}"  # a wheel or a repository: the backend alone
+
+
+def _pip() -> str:
+    return f"{shlex.quote(sys.executable)} -m pip"
 
 
 @contextlib.contextmanager
@@ -107,4 +160,12 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-import_keras()
+try:
+    import_keras()
+except ImportError as error:
+    missing = isinstance(error.__cause__, ModuleNotFoundError)
+    if not (missing and started_as_command_line()):
+        raise
+    # The command line: the remedy alone, not Keras's chain of imports.
+    print(f"{COMMAND}: error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None

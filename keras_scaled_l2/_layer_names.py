@@ -3,7 +3,9 @@
 A weight's `path` depends on how the model was built: a nested model's
 layer is `inner/dense/kernel` when built in place but `dense/kernel` after
 a reload. Names here are the chain of layer names below the model instead
-(`inner/dense`), which both give.
+(`inner/dense`), which both give. A weight is named by its layer's name and
+its own (`inner/dense/kernel`): `attach_regularizer` returns these names,
+and `penalty_report` shows the same two parts as its `layer` and `weight`.
 """
 
 from collections.abc import Callable
@@ -23,6 +25,24 @@ def layer_namer(model: keras.layers.Layer) -> Callable[[keras.Variable], str]:
 
     def name_of(weight: keras.Variable) -> str:
         return owners.get(id(weight), weight.path)
+
+    return name_of
+
+
+def weight_namer(model: keras.layers.Layer) -> Callable[[keras.Variable], str]:
+    """Returns `name_of(weight)`: `inner/dense/kernel`, layer and weight.
+
+    The name `layer_namer` gives the layer holding `weight`, then the
+    weight's own name: the same whether the model was built in place or
+    reloaded, and the full chain of layers below `model` where a nested
+    functional model's `weight.path` leaves its name out. A weight that no
+    layer of `model` tracks is named by its `path`.
+    """
+    owners = weight_owners(model)
+
+    def name_of(weight: keras.Variable) -> str:
+        owner = owners.get(id(weight))
+        return weight.path if owner is None else f"{owner}/{weight.name}"
 
     return name_of
 

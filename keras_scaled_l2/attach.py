@@ -7,8 +7,10 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple, TypeAlias
 
 import keras
+import numpy as np
 
 from keras_scaled_l2 import _keras_internals, _restorers
+from keras_scaled_l2._layer_names import weight_namer
 from keras_scaled_l2._layer_walk import LayerVisit, walk_layers
 from keras_scaled_l2._penalty_record import (
     keep_record,
@@ -23,9 +25,11 @@ from keras_scaled_l2._warnings import warn_at_caller
 from keras_scaled_l2.kernels import SUPPORTED_LAYERS, Kernel, layer_kernels
 from keras_scaled_l2.regularizers import (
     ScaledRegularizer,
+    is_anchored,
     replaced,
     same_penalty,
 )
+from keras_scaled_l2.report import penalty_label
 
 RegularizerFactory: TypeAlias = Callable[
     [keras.layers.Layer, keras.Variable],
@@ -66,6 +70,13 @@ def attach_regularizer(
     `include` names it); Keras's own regularizers and the `none` and
     `size` scales attach to it fully.
 
+    A kernel that already has a different penalty gets the new one in its
+    place, with one warning per call that lists each such kernel with its
+    old and new penalty (`'head/kernel': L2(0.01) -> ScaledL2(0.01,
+    balanced)`); attaching the same penalty again changes nothing and does
+    not warn. A call that would attach nothing raises: a model that is not
+    built or holds no kernel, or an `include` that selects none.
+
     With `anchor`, the penalty of a kernel pulls toward its values now,
     `w0`, rather than toward zero: `factor * s(shape) * norm(w - w0)`, the
     L2-SP of Li, Grandvalet and Davoine (2018) for fine-tuning a pretrained
@@ -84,7 +95,7 @@ def attach_regularizer(
         ...     keras.layers.Dense(1, name="out"),
         ... ], name="mlp")
         >>> attach_regularizer(model, ScaledL2(0.01))
-        ['mlp/hidden/kernel', 'mlp/out/kernel']
+        ['hidden/kernel', 'out/kernel']
         >>> len(model.losses)
         2
 
@@ -99,7 +110,7 @@ def attach_regularizer(
         ...     [backbone, keras.layers.Dense(3, name="head")], name="tuned"
         ... )
         >>> attach_regularizer(model, ScaledL2(0.01), anchor="backbone")
-        ['backbone/hidden/kernel', 'tuned/head/kernel']
+        ['backbone/hidden/kernel', 'head/kernel']
         >>> float(model.losses[0])  # the backbone has not moved yet
         0.0
 
@@ -112,10 +123,13 @@ def attach_regularizer(
             (and layers inside those) get penalties. A selector is a layer
             class, or a string matched (with `*` wildcards) against layer
             names and class names. A selector without wildcards that names
-            a layer of a kind `attach_regularizer` cannot handle raises a
-            `ValueError`. Defaults to every supported layer.
+            no layer of the model, or a layer of a kind
+            `attach_regularizer` cannot handle, raises a `ValueError`, and
+            so does a selection without a kernel. Defaults to every
+            supported layer.
         exclude: Optional list of selectors of layers to leave alone
-            (with everything inside them). Defaults to none.
+            (with everything inside them); a selector without wildcards
+            must name a layer of the model. Defaults to none.
         normalize_depth: Bool. If `True`, every penalty this call attaches
             gets `num_kernels=K`, the number of kernels it attaches (in place
             of any `num_kernels` the regularizer had), so that their total
@@ -136,13 +150,22 @@ def attach_regularizer(
             (every penalty toward zero).
 
     Returns:
-        The paths of the kernels that got a penalty, in the order found.
+        The names of the kernels that got a penalty, in the order found:
+        the names of the layers below `model` that hold it, then its own
+        (`backbone/conv/kernel`). `penalty_report` shows the same name, as
+        a row's `layer` and `weight`; unlike `weight.path`, it names the
+        layers of a nested functional model too, and stays the same when
+        the model is reloaded.
 
     Raises:
-        ValueError: for a bad argument; with `anchor`, also for a model
-            that is not built or a selection with no kernel to anchor.
+        ValueError: for a bad argument: a `model` that is not a built Keras
+            layer or holds no kernel, an `include` that selects no kernel,
+            an `include` or `exclude` name that matches no layer; with
+            `anchor`, also for a selection with no kernel to anchor.
     """
+    model = _validated_model(model)
     factory = _as_factory(regularizer)
+    given = {"include": include, "exclude": exclude}  # for error messages
     include = _selectors(include, "include")
     exclude = _selectors(exclude, "exclude")
     normalize_depth = validate_flag(normalize_depth, "normalize_depth")
@@ -150,13 +173,26 @@ def attach_regularizer(
     if not include_embeddings:
         factory = _without_embedding_tables(factory)
     anchor = _anchor_selectors(anchor, model)
+    if not model.built:
+        raise invalid_argument(
+            "model",
+            "a built model: its kernels do not exist before it is built "
+            "(call it on a batch, or model.build(input_shape), first)",
+            model,
+        )
+    _check_names_match(model, include, "include", given["include"])
+    _check_names_match(model, exclude, "exclude", given["exclude"])
     plan: list[_Assignment] = []
-    _walk(model, factory, include, exclude, anchor, plan)
+    if not _walk(model, factory, include, exclude, anchor, plan):
+        _refuse_empty_selection(model, include, exclude, given)
     if normalize_depth:
         plan = _normalized_depth(plan)
     if anchor is not None:
         plan = _anchored(plan, model)
+    name_of = weight_namer(model)
     attached: list[str] = []
+    # (old penalty, new penalty): the kernels that changed so.
+    replacements: dict[tuple[str, str], list[str]] = {}
     for assignment in plan:
         if assignment.attention is not None:
             _keras_internals.set_attention_kernel_regularizer(
@@ -164,7 +200,14 @@ def attach_regularizer(
                 None if assignment.anchored else assignment.regularizer,
             )
         for kernel in assignment.kernels:
-            _set(kernel, assignment.regularizer, attached)
+            name = name_of(kernel.weight)
+            old = kernel.weight.regularizer
+            if old is not None and not _unchanged(old, assignment.regularizer):
+                replacements.setdefault(
+                    _change(old, assignment.regularizer), []
+                ).append(name)
+            _set(kernel, assignment.regularizer)
+            attached.append(name)
     _keras_internals.drop_step_functions(model)
     if plan:
         keep_record(model)
@@ -176,7 +219,135 @@ def attach_regularizer(
                 if assignment.attention is not None:
                     refuse_h5_with_anchors(assignment.attention)
         _warn_unless_keras_restores(model, [k for a in plan for k in a.kernels])
+    if replacements:  # last: the model is complete even if warnings raise
+        _warn_of_replacements(replacements)
     return attached
+
+
+def _validated_model(model):
+    if not isinstance(model, keras.layers.Layer):
+        raise invalid_argument("model", "a Keras model or layer", model)
+    return model
+
+
+def _check_names_match(model, selectors, name, given):
+    """Refuses a name in `selectors`, without wildcards, that no layer has.
+
+    A typo would otherwise select nothing, or exclude nothing, silently.
+    """
+    literal = [
+        s
+        for s in selectors or ()
+        if isinstance(s, str) and not any(c in s for c in "*?[")
+    ]
+    if not literal:
+        return
+    layers = [visit.layer for visit in walk_layers(model)]
+    known = {n for layer in layers for n in (layer.name, type(layer).__name__)}
+    unknown = [s for s in literal if s not in known]
+    if not unknown:
+        return
+    names = [
+        repr(layer.name)
+        for layer in layers[1:]
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    listed = ", ".join(names[:10]) or "none"
+    if len(names) > 10:
+        listed += f" and {len(names) - 10} more"
+    raise invalid_argument(
+        name,
+        "layer classes or name patterns, each name that of a layer or a "
+        f"layer class of '{model.name}' "
+        f"({', '.join(repr(s) for s in unknown)} matches none; its layers: "
+        f"{listed})",
+        given,
+    )
+
+
+def _refuse_empty_selection(model, include, exclude, given):
+    """Raises for a call that selects no kernel: it would attach nothing."""
+    if include is not None:
+        raise invalid_argument(
+            "include",
+            "layer classes or name patterns that select at least one "
+            f"kernel of '{model.name}' (a layer of a kind "
+            "attach_regularizer knows, or one holding such layers; a part "
+            "of a layer whose kernels it sets together, such as an "
+            "attention projection or a recurrent cell, is selected through "
+            f"that layer. Supported: {_SUPPORTED})",
+            given["include"],
+        )
+    if exclude is not None:
+        raise invalid_argument(
+            "exclude",
+            "layer classes or name patterns that leave at least one kernel "
+            f"of '{model.name}' to penalise",
+            given["exclude"],
+        )
+    raise invalid_argument(
+        "model",
+        "a model holding at least one kernel of a kind attach_regularizer "
+        f"knows (Supported: {_SUPPORTED})",
+        model,
+    )
+
+
+def _unchanged(old, new):
+    """Whether `new` computes the penalty `old` does: no need to warn.
+
+    Penalties toward starting weights are the same when their configs and
+    their starting weights are: anchoring again an untrained kernel is.
+    """
+    if same_penalty(old, new):
+        return True
+    if not (is_anchored(old) and is_anchored(new)):
+        return False
+    if not same_penalty(replaced(old, anchor=None), replaced(new, anchor=None)):
+        return False
+    try:
+        return np.array_equal(old.anchor_values(), new.anchor_values())
+    except ValueError:  # rebuilt from a config, its weights not restored
+        return False
+
+
+def _change(old, new):
+    """`(old, new)` described; with fan axes where only those differ."""
+    change = (_described(old), _described(new))
+    if change[0] == change[1]:
+        change = (_described(old, True), _described(new, True))
+    return change
+
+
+def _described(regularizer, with_axes=False):
+    label = penalty_label(regularizer)
+    if with_axes and _has_axes(regularizer):
+        label = (
+            f"{label[:-1]}, input_axes={regularizer.input_axes}, "
+            f"output_axes={regularizer.output_axes})"
+        )
+    if is_anchored(regularizer):
+        return f"{label} toward its starting weights"
+    return label
+
+
+def _warn_of_replacements(replacements):
+    """One warning: per change of penalty, the kernels that changed so."""
+    changes = []
+    for (old, new), names in replacements.items():
+        listed = ", ".join(f"'{name}'" for name in names[:5])
+        if len(names) > 5:
+            listed += f" and {len(names) - 5} more"
+        changes.append(f"{listed}: {old} -> {new}")
+    listed = "; ".join(changes)
+    count = sum(len(names) for names in replacements.values())
+    warn_at_caller(
+        f"attach_regularizer replaced the penalty already on {count} "
+        f"kernel{'s' if count > 1 else ''}: {listed}. To keep a kernel's "
+        "own penalty, leave its layer out with `exclude`, or pass a factory "
+        "that returns None for it; penalty_report(model) shows each "
+        "kernel's penalty."
+    )
 
 
 def _without_embedding_tables(factory):
@@ -318,7 +489,12 @@ def _normalized_depth(plan):
 
 
 def _walk(model, factory, include, exclude, anchor, plan):
-    """Plans the penalties of every included kernel below `model`."""
+    """Plans the penalties of every included kernel below `model`.
+
+    Returns whether the selection holds a kernel (whether or not the
+    factory gave it a penalty).
+    """
+    selected = False
     included: dict[int, bool] = {}  # id(layer): inside an included layer
     anchored: dict[int, bool] = {}  # id(layer): inside an anchored layer
     # id(layer): a layer whose sub-layers are not walked (it is excluded,
@@ -350,6 +526,7 @@ def _walk(model, factory, include, exclude, anchor, plan):
         if isinstance(layer, keras.layers.MultiHeadAttention):
             handled.add(id(layer))
             if included[id(layer)]:
+                selected = selected or bool(layer_kernels(layer))
                 _plan_attention(
                     layer, factory, explicit, anchored[id(layer)], plan
                 )
@@ -358,6 +535,7 @@ def _walk(model, factory, include, exclude, anchor, plan):
         if kernels:
             handled.add(id(layer))
             if included[id(layer)]:
+                selected = True
                 for kernel in kernels:
                     _plan(
                         kernel,
@@ -372,6 +550,7 @@ def _walk(model, factory, include, exclude, anchor, plan):
                 "of a kind it knows. Supported: "
                 f"{_SUPPORTED}."
             )
+    return selected
 
 
 def _plan(kernel, regularizer, anchored, plan):
@@ -390,12 +569,11 @@ def _plan(kernel, regularizer, anchored, plan):
     plan.append(_Assignment([kernel], regularizer, anchored=anchored))
 
 
-def _set(kernel, regularizer, attached):
+def _set(kernel, regularizer):
     """Sets the penalty where the config saves it and where Keras reads it."""
     if kernel.attribute is not None:
         setattr(kernel.layer, kernel.attribute, regularizer)
     kernel.weight.regularizer = regularizer
-    attached.append(kernel.weight.path)
 
 
 def _plan_attention(layer, factory, explicit, anchored, plan):

@@ -18,10 +18,12 @@ constant. Everything is generated locally and seeded."""
 
 INSPECT_DESCRIPTION = """\
 Load a saved Keras model (without compiling it) and print one row per
-regularized weight: its layer, shape, fans, scale, penalty and share of the
-total penalty. With --l2, also print what that L2 factor would cost each
-kernel under every scale. Exits with status 2, and a message, when the file
-is missing, is not a Keras model, needs custom objects that are not
+regularized weight: its layer, shape, fans, regularizer (class and
+factors), penalty and share of the total penalty. With --l2, also print
+what that L2 factor would cost each kernel under every scale. `model` is a
+.keras or .h5 file, or a folder that model.save(path, zipped=False) wrote.
+Exits with status 2, and a message, when the file is missing, is another
+folder, is not a Keras model, needs custom objects that are not
 registered, or holds Python code (a `Lambda` layer) that Keras's safe mode
 refuses to load: --no-safe-mode loads such a file, if you trust it."""
 
@@ -55,7 +57,11 @@ def build_parser():
         help="per-layer penalty report of a saved model",
         description=INSPECT_DESCRIPTION,
     )
-    inspect.add_argument("model", help="a saved model, .keras or .h5")
+    inspect.add_argument(
+        "model",
+        help="a saved model: a .keras or .h5 file, or a folder saved with "
+        "zipped=False",
+    )
     inspect.add_argument(
         "--l2",
         type=_non_negative_float,
@@ -115,7 +121,15 @@ def _load_model(path, modules, safe_mode=True):
     import os
     import zipfile
 
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise _InspectError(
+                f"{path} is a folder, not a saved model: inspect takes a "
+                ".keras or .h5 file, or a folder that model.save(path, "
+                "zipped=False) wrote (it holds config.json); name the model "
+                "file inside the folder"
+            )
+    elif not os.path.isfile(path):
         raise _InspectError(f"no such file: {path}")
     for module in modules:
         try:

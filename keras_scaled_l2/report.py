@@ -28,7 +28,11 @@ _KERAS_SCALE_NONE = (
 
 @dataclasses.dataclass(frozen=True)
 class PenaltyRow:
-    """One regularized weight: its fans, its scale and its penalty now."""
+    """One regularized weight: its fans, its regularizer and its penalty now.
+
+    `regularizer` names the penalty's class and factors, as `penalty_label`
+    writes them: `L2(0.01)` (Keras's), `ScaledL2(0.01, balanced)`.
+    """
 
     layer: str
     weight: str
@@ -41,6 +45,7 @@ class PenaltyRow:
     num_kernels: int | None = None  # a scaled penalty's `num_kernels`
     reload: str = "keras"  # what restores it: "keras", "package", "unknown"
     toward: str = "zero"  # "start": a penalty of `w - w0` (L2-SP)
+    regularizer: str = ""  # class and factors: "ScaledL2(0.01, balanced)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +83,8 @@ class PenaltyReport:
         ...     ),
         ... ])
         >>> report = penalty_report(model)
-        >>> round(report.total, 4), report.rows[0].scale  # 0.01 * 32 ones
-        (0.32, 'none')
+        >>> round(report.total, 4), report.rows[0].regularizer  # 0.01 * 32
+        (0.32, 'L2(0.01)')
     """
 
     rows: list[PenaltyRow]
@@ -95,7 +100,7 @@ class PenaltyReport:
             lines += _table(
                 [
                     *_KERNEL_COLUMNS,
-                    "scale",
+                    "regularizer",
                     *(["toward"] if toward else []),
                     "penalty",
                     "share",
@@ -104,7 +109,7 @@ class PenaltyReport:
                 [
                     [
                         *_kernel_cells(r),
-                        _scale_cell(r),
+                        r.regularizer,
                         *([r.toward] if toward else []),
                         f"{r.penalty:.7g}",
                         f"{r.share:.1%}",
@@ -177,9 +182,13 @@ def penalty_report(
 ) -> PenaltyReport:
     """Reports each layer's penalty, and what a factor would do per scale.
 
-    The first table has one row per regularized trainable weight, with the
-    penalty its regularizer computes now and its share of the total (which
-    equals the weight-penalty part of `sum(model.losses)`). A starting-point
+    The first table has one row per regularized trainable weight, with its
+    regularizer's class and factors (`L2(0.01)` for Keras's,
+    `ScaledL2(0.01, balanced)`, `ScaledL1L2(l1=0.01, l2=0.1, fan_in)`), the
+    penalty it computes now and its share of the total (which equals the
+    weight-penalty part of `sum(model.losses)`). A row's `layer` and
+    `weight`, joined by `/`, are the name `attach_regularizer` returns for
+    that kernel (`backbone/conv/kernel`). A starting-point
     penalty (L2-SP, a scaled penalty with `anchor`) shows `toward: start`:
     it is the norm of `w - w0`, not of `w`. With `l2`, a
     second table gives, for every kernel `attach_regularizer` would
@@ -195,6 +204,8 @@ def penalty_report(
         >>> report = penalty_report(model, l2=0.01)
         >>> round(report.rows[0].share, 2), len(report.what_if)
         (0.98, 2)
+        >>> report.rows[0].regularizer  # the "l2" name: Keras's L2(0.01)
+        'L2(0.01)'
 
     Args:
         model: A built Keras model.
@@ -228,6 +239,7 @@ def penalty_report(
                 penalty=_penalty(regularizer, weight, kernel),
                 reload=restorers.get(id(weight), _restorers.UNKNOWN),
                 toward="start" if is_anchored(regularizer) else "zero",
+                regularizer=penalty_label(regularizer),
             )
         )
     total = sum(record["penalty"] for record in records)
@@ -298,6 +310,59 @@ def _kernel_axes(kernel: Kernel | None) -> FanAxes:
     return kernel.input_axes, kernel.output_axes
 
 
+def penalty_label(regularizer: Any) -> str:
+    """Names a regularizer by its class and factors: `ScaledL2(0.01, fan_in)`.
+
+    Keras's own show their factors (`L2(0.01)`, `L1L2(l1=0, l2=0.01)`), the
+    scaled ones their factors and scale, and `num_kernels` or
+    `num_examples` where set; other regularizers their class and the
+    numbers and strings of their config.
+
+    Examples:
+        >>> from keras_scaled_l2 import ScaledL1L2, ScaledL2
+        >>> penalty_label(keras.regularizers.L2(0.01))
+        'L2(0.01)'
+        >>> penalty_label(ScaledL2(0.01, scale="none", num_kernels=4))
+        'ScaledL2(0.01, none, num_kernels=4)'
+        >>> penalty_label(ScaledL1L2(l1=0.001, l2=0.01))
+        'ScaledL1L2(l1=0.001, l2=0.01, balanced)'
+    """
+    name = type(regularizer).__name__
+    if isinstance(regularizer, ScaledRegularizer):
+        factors = [f"{value:g}" for value in _factors(regularizer)]
+        if len(factors) == 2:
+            factors = [f"l1={factors[0]}", f"l2={factors[1]}"]
+        parts = [*factors, regularizer.scale]
+        for option in ("num_kernels", "num_examples"):
+            if getattr(regularizer, option) is not None:
+                parts.append(f"{option}={getattr(regularizer, option)}")
+        return f"{name}({', '.join(parts)})"
+    if isinstance(regularizer, (keras.regularizers.L1, keras.regularizers.L2)):
+        return f"{name}({_factors(regularizer)[0]:g})"
+    if isinstance(regularizer, keras.regularizers.L1L2):
+        l1, l2 = _factors(regularizer)
+        return f"{name}(l1={l1:g}, l2={l2:g})"
+    try:
+        config = regularizer.get_config()
+    except Exception:  # a custom regularizer or a plain function
+        return getattr(regularizer, "__name__", name)
+    parts = [
+        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value!r}"
+        for key, value in config.items()
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool)
+    ]
+    return f"{name}({', '.join(parts)})"
+
+
+def _factors(regularizer):
+    """Its `l1` and `l2` factors, those it has, as Python floats."""
+    return [
+        float(getattr(regularizer, factor))
+        for factor in ("l1", "l2")
+        if getattr(regularizer, factor, None) is not None
+    ]
+
+
 def _scale_name(regularizer):
     if isinstance(regularizer, ScaledRegularizer):
         return regularizer.scale
@@ -310,10 +375,16 @@ def _toward_notes(rows):
     anchored = sum(r.toward == "start" for r in rows)
     if not anchored:
         return []
+    one = anchored == 1
     return [
-        f"toward start: {anchored} of these penalties are starting-point "
-        "penalties (L2-SP): they pull each kernel toward its starting "
-        "weights w0, the norm of w - w0, not toward zero."
+        f"toward start: {_of_these(anchored)} "
+        + (
+            "a starting-point penalty (L2-SP): it pulls its kernel"
+            if one
+            else "starting-point penalties (L2-SP): they pull each kernel"
+        )
+        + " toward its starting weights w0, the norm of w - w0, not toward "
+        "zero."
     ]
 
 
@@ -322,26 +393,34 @@ def _reload_notes(rows):
     unknown = sum(r.reload == _restorers.UNKNOWN for r in rows)
     notes = []
     if package:
+        one = package == 1
         notes.append(
-            f"reload: {package} of these penalties come back only with "
-            "keras_scaled_l2.load_model (keras.models.load_model drops them)."
+            f"reload: {_of_these(package, 'comes', 'come')} back only with "
+            "keras_scaled_l2.load_model (keras.models.load_model drops "
+            f"{'it' if one else 'them'})."
         )
     if unknown:
+        one = unknown == 1
         notes.append(
-            f"reload: {unknown} of these penalties sit in layers whose saved "
-            "configs are not known to carry them, and no record does: they "
-            "come back only if the layer's constructor sets them again. Set "
-            "them with attach_regularizer, which records them for "
-            "keras_scaled_l2.load_model."
+            f"reload: {_of_these(unknown, 'sits', 'sit')} "
+            + (
+                "in a layer whose saved config is not known to carry it, and "
+                "no record does: it comes back only if the layer's "
+                "constructor sets it again. Set it"
+                if one
+                else "in layers whose saved configs are not known to carry "
+                "them, and no record does: they come back only if the "
+                "layer's constructor sets them again. Set them"
+            )
+            + " with attach_regularizer, which records "
+            f"{'it' if one else 'them'} for keras_scaled_l2.load_model."
         )
     return notes
 
 
-def _scale_cell(row):
-    """The scale, and `/K` where `num_kernels=K` divides the penalty."""
-    if row.num_kernels is None:
-        return row.scale
-    return f"{row.scale}/{row.num_kernels}"
+def _of_these(count, singular="is", plural="are"):
+    """`1 of these penalties is`, `2 of these penalties are`."""
+    return f"{count} of these penalties {singular if count == 1 else plural}"
 
 
 def _share(value, total):
@@ -353,7 +432,7 @@ def _shape(shape):
 
 
 _KERNEL_COLUMNS = ("layer", "weight", "shape", "fan_in", "fan_out")
-_LEFT_ALIGNED = ("layer", "weight", "shape", "scale", "toward")
+_LEFT_ALIGNED = ("layer", "weight", "shape", "regularizer", "toward")
 
 
 def _kernel_cells(row):

@@ -46,7 +46,7 @@ def load_model(
         ...     name="mlp",
         ... )
         >>> attach_regularizer(model, ScaledL2(0.01))
-        ['mlp/dense/kernel']
+        ['dense/kernel']
         >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
         >>> model.save(path)
         >>> len(load_model(path).losses)

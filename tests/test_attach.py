@@ -419,7 +419,7 @@ def test_attention_with_axes_or_per_projection_penalties_is_skipped():
     ):
         attached = attach_regularizer(model, fixed_axes)
     assert attached == ["head/kernel"]
-    with pytest.warns(UserWarning, match="different penalties per projection"):
+    with pytest.warns(UserWarning) as caught:
         attached = attach_regularizer(
             model,
             lambda layer, weight: ScaledL2(
@@ -427,6 +427,16 @@ def test_attention_with_axes_or_per_projection_penalties_is_skipped():
             ),
         )
     assert attached == ["head/kernel"]
+    skipped, replaced = [
+        str(w.message) for w in caught if w.category is UserWarning
+    ]
+    assert "different penalties per projection" in skipped
+    # The head's fixed axes gave way to the kernel's own.
+    assert replaced.startswith(
+        "attach_regularizer replaced the penalty already on 1 kernel: "
+        "'head/kernel': ScaledL2(0.01, balanced, input_axes=(0,), "
+        "output_axes=(1, 2)) -> ScaledL2(0.01, balanced). "
+    )
     # A factory making a new, equal regularizer per call is one penalty.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -575,7 +585,7 @@ def test_a_penalty_no_config_carries_is_restored_by_load_model(tmp_path):
         (f"block/{plain_inner.name}", "unknown"),
         ("head", "keras"),
     ]
-    assert "not known to carry them" in str(penalty_report(plain))
+    assert "not known to carry it" in str(penalty_report(plain))
 
 
 def test_a_record_of_a_different_model_is_refused(tmp_path, capsys):
@@ -607,3 +617,208 @@ def test_a_record_of_a_different_model_is_refused(tmp_path, capsys):
         cli.main(["inspect", str(edited)])
     assert exit.value.code == 2
     assert "its record of penalties does not fit" in capsys.readouterr().err
+
+
+def test_a_model_that_is_not_a_layer_is_refused():
+    with pytest.raises(ValueError) as error:
+        attach_regularizer(None, ScaledL2(0.01))
+    assert str(error.value) == (
+        "Invalid value for argument `model`: expected a Keras model or "
+        "layer. Received: model=None"
+    )
+
+
+def test_an_unbuilt_model_is_refused():
+    unbuilt = keras.Sequential(
+        [keras.layers.Dense(3, name="dense")], name="unbuilt"
+    )
+    with pytest.raises(ValueError) as error:
+        attach_regularizer(unbuilt, ScaledL2(0.01))
+    message = str(error.value)
+    assert message.startswith(
+        "Invalid value for argument `model`: expected a built model"
+    )
+    assert "model.build(input_shape)" in message  # the remedy
+    assert message.endswith(
+        "Received: model=<Sequential name=unbuilt, built=False>"
+    )
+    unbuilt.build((None, 4))
+    assert attach_regularizer(unbuilt, ScaledL2(0.01)) == ["dense/kernel"]
+
+
+def test_a_model_without_kernels_is_refused():
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.BatchNormalization()], name="norms"
+    )
+    with pytest.raises(ValueError) as error:
+        attach_regularizer(model, ScaledL2(0.01))
+    message = str(error.value)
+    assert message.startswith(
+        "Invalid value for argument `model`: expected a model holding at "
+        "least one kernel of a kind attach_regularizer knows (Supported: "
+    )
+    assert message.endswith(
+        "Received: model=<Sequential name=norms, built=True>"
+    )
+
+
+@pytest.mark.parametrize(
+    "argument, value, unknown",
+    [
+        ("include", "haed", "'haed'"),
+        ("include", ["head", "lstn"], "'lstn'"),
+        ("exclude", ["encodr"], "'encodr'"),
+    ],
+)
+def test_a_layer_name_that_matches_no_layer_is_refused(
+    argument, value, unknown
+):
+    model = _pretrained()
+    with pytest.raises(ValueError) as error:
+        attach_regularizer(model, ScaledL2(0.01), **{argument: value})
+    message = str(error.value)
+    assert message.startswith(f"Invalid value for argument `{argument}`")
+    assert f"({unknown} matches none; its layers: 'encoder', 'conv'" in message
+    assert message.endswith(f"Received: {argument}={value!r}")
+    assert model.losses == []  # nothing attached
+
+
+@pytest.mark.parametrize(
+    "include",
+    [
+        keras.layers.Conv2D,  # a class the model does not have
+        "haed*",  # a pattern that matches nothing
+        ["norm*"],  # layers without a kernel
+        [],
+    ],
+)
+def test_an_include_that_selects_no_kernel_is_refused(include):
+    model = _pretrained()
+    with pytest.raises(ValueError) as error:
+        attach_regularizer(model, ScaledL2(0.01), include=include)
+    message = str(error.value)
+    assert message.startswith(
+        "Invalid value for argument `include`: expected layer classes or "
+        "name patterns that select at least one kernel of 'pretrained'"
+    )
+    assert message.endswith(f"Received: include={include!r}")
+    assert model.losses == []
+
+
+def test_replacing_a_penalty_warns_at_the_callers_line():
+    model = _pretrained()
+    attach_regularizer(model, keras.regularizers.L2(0.01), include="head")
+    attach_regularizer(model, ScaledL1(0.02), include="conv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        attached = attach_regularizer(model, ScaledL2(0.01))
+    assert len(attached) == len(EXPECTED_KERNELS)
+    assert len(caught) == 1  # one warning per call, for both kernels
+    assert caught[0].category is UserWarning
+    assert (caught[0].filename, caught[0].lineno) == (__file__, line)
+    assert str(caught[0].message).startswith(
+        "attach_regularizer replaced the penalty already on 2 kernels: "
+        "'encoder/conv/kernel': ScaledL1(0.02, balanced) -> "
+        "ScaledL2(0.01, balanced); "
+        "'head/kernel': L2(0.01) -> ScaledL2(0.01, balanced). "
+        "To keep a kernel's own penalty, leave its layer out with `exclude`"
+    )
+    # The report shows the penalty now on each.
+    labels = {
+        f"{row.layer}/{row.weight}": row.regularizer
+        for row in penalty_report(model).rows
+    }
+    assert labels["head/kernel"] == "ScaledL2(0.01, balanced)"
+    assert labels["encoder/conv/kernel"] == "ScaledL2(0.01, balanced)"
+    # The same penalty again, or an equal one, changes nothing: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert attach_regularizer(model, ScaledL2(0.01)) == attached
+        attach_regularizer(model, lambda layer, weight: ScaledL2(0.01))
+    with pytest.warns(UserWarning, match="replaced the penalty") as caught:
+        attach_regularizer(
+            model, ScaledL2(0.01, scale="none"), normalize_depth=True
+        )
+    (message,) = [str(w.message) for w in caught if w.category is UserWarning]
+    assert message.startswith(
+        "attach_regularizer replaced the penalty already on 6 kernels: "
+        "'encoder/conv/kernel', 'encoder/lstm/lstm_cell/kernel', "
+        "'encoder/lstm/lstm_cell/recurrent_kernel', 'embed/embeddings', "
+        "'einsum/kernel' and 1 more: ScaledL2(0.01, balanced) -> "
+        "ScaledL2(0.01, none, num_kernels=6). "
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        attach_regularizer(
+            model, ScaledL2(0.01, scale="none"), normalize_depth=True
+        )
+
+
+def test_anchoring_again_warns_only_once_the_kernels_moved():
+    model = _pretrained()
+    attach_regularizer(model, ScaledL2(0.1), anchor=True)
+    with warnings.catch_warnings():
+        # The same starting weights: the same penalty.
+        warnings.simplefilter("error", UserWarning)
+        attach_regularizer(model, ScaledL2(0.1), anchor=True)
+    head = model.get_layer("head").kernel
+    head.assign(head + 1.0)
+    with pytest.warns(UserWarning, match="replaced the penalty") as caught:
+        attach_regularizer(model, ScaledL2(0.1), anchor=True)
+    (message,) = [str(w.message) for w in caught if w.category is UserWarning]
+    assert message.startswith(
+        "attach_regularizer replaced the penalty already on 1 kernel: "
+        "'head/kernel': ScaledL2(0.1, balanced) toward its starting weights "
+        "-> ScaledL2(0.1, balanced) toward its starting weights. "
+    )
+
+
+def _nested_functional():
+    """A functional model inside a functional one: its layers' weight
+    paths do not name it."""
+    keras.utils.set_random_seed(0)
+    images = keras.Input((8, 8, 3))
+    features = keras.layers.Conv2D(4, 3, name="conv")(images)
+    backbone = keras.Model(images, features, name="backbone")
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    outputs = keras.layers.Dense(2, name="head")(x)
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+def _mobilenet_inside():
+    """The model of issue 32: MobileNetV3Small inside a functional model."""
+    backbone = keras.applications.MobileNetV3Small(
+        weights=None, input_shape=(32, 32, 3), include_top=False
+    )
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    outputs = keras.layers.Dense(2, name="head")(x)
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+@pytest.mark.parametrize(
+    "build, first",
+    [
+        (_nested_functional, "backbone/conv/kernel"),
+        (_mobilenet_inside, "MobileNetV3Small/conv/kernel"),
+    ],
+)
+def test_attach_and_the_report_name_each_kernel_alike(build, first):
+    if build is _mobilenet_inside and keras.backend.backend() != "tensorflow":
+        pytest.skip("keras.applications run in the tensorflow leg")
+    model = build()
+    assert model.layers[1].get_layer("conv").kernel.path == "conv/kernel"
+    attached = attach_regularizer(model, ScaledL2(0.01))
+    assert attached[0] == first
+    assert attached[-1] == "head/kernel"
+    rows = penalty_report(model).rows
+    assert sorted(attached) == sorted(f"{r.layer}/{r.weight}" for r in rows)
+    # The names stay the same after a reload.
+    reloaded = keras.models.model_from_json(model.to_json())
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "error", UserWarning
+        )  # the reload has the same penalties
+        assert attach_regularizer(reloaded, ScaledL2(0.01)) == attached

@@ -13,6 +13,7 @@ from reference import reference_penalty
 from keras_scaled_l2 import (
     SCALES,
     ScaledL1,
+    ScaledL1L2,
     ScaledL2,
     attach_regularizer,
     penalty_report,
@@ -205,6 +206,30 @@ def test_inspect_missing_file(capsys, tmp_path):
     assert "error: no such file:" in err
 
 
+def test_inspect_a_folder_says_what_it_takes(capsys, tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    status, out, err = run_in_process(capsys, "inspect", str(folder))
+    assert (status, out) == (2, "")
+    assert err == (
+        f"keras-scaled-l2 inspect: error: {folder} is a folder, not a saved "
+        "model: inspect takes a .keras or .h5 file, or a folder that "
+        "model.save(path, zipped=False) wrote (it holds config.json); name "
+        "the model file inside the folder\n"
+    )
+    # A folder that model.save(path, zipped=False) wrote is a model.
+    model = _model()
+    model.save(folder / "unzipped", zipped=False)
+    status, out, err = run_in_process(
+        capsys, "inspect", str(folder / "unzipped")
+    )
+    assert status == 0, err
+    total = next(line for line in out.splitlines() if "total penalty:" in line)
+    assert float(total.split(":")[1]) == pytest.approx(
+        float(keras.ops.sum(model.losses)), rel=1e-6
+    )
+
+
 def test_inspect_says_when_safe_mode_refused_a_file(capsys, tmp_path):
     model = keras.Sequential(
         [
@@ -281,9 +306,106 @@ def test_report_shows_the_kernel_count_beside_the_scale():
     report = penalty_report(model)
     rows = report.rows
     assert [(row.scale, row.num_kernels) for row in rows] == [("none", 2)] * 2
-    assert str(report).count(" none/2 ") == 2
+    assert str(report).count(" ScaledL2(0.01, none, num_kernels=2) ") == 2
     for row, weight in zip(rows, model.trainable_weights[::2], strict=True):
         want = reference_penalty(
             keras.ops.convert_to_numpy(weight), l2=0.01, scale="none"
         )
         assert row.penalty == pytest.approx(want / 2, rel=1e-5)
+
+
+def _one_dense_per_penalty(penalties):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [keras.Input((6,))]
+        + [
+            keras.layers.Dense(4, name=name, kernel_regularizer=penalty)
+            for name, penalty in penalties.items()
+        ]
+    )
+
+
+def test_each_row_names_its_penalty_class_and_factors():
+    penalties = {
+        "keras_l2": keras.regularizers.L2(0.01),
+        "keras_l1": keras.regularizers.L1(0.01),
+        "keras_l1l2": keras.regularizers.L1L2(l1=0.001, l2=0.01),
+        "orthogonal": keras.regularizers.OrthogonalRegularizer(0.01),
+        "scaled_l2": ScaledL2(0.01),
+        "scaled_l1": ScaledL1(0.01, scale="fan_in"),
+        "scaled_l1l2": ScaledL1L2(l1=0.001, l2=0.01, num_examples=600),
+        "per_kernel": ScaledL2(0.0001, scale="none", num_kernels=8),
+    }
+    expected = {
+        "keras_l2": "L2(0.01)",
+        "keras_l1": "L1(0.01)",
+        "keras_l1l2": "L1L2(l1=0.001, l2=0.01)",
+        "orthogonal": "OrthogonalRegularizer(factor=0.01, mode='rows')",
+        "scaled_l2": "ScaledL2(0.01, balanced)",
+        "scaled_l1": "ScaledL1(0.01, fan_in)",
+        "scaled_l1l2": "ScaledL1L2(l1=0.001, l2=0.01, balanced, "
+        "num_examples=600)",
+        "per_kernel": "ScaledL2(0.0001, none, num_kernels=8)",
+    }
+    report = penalty_report(_one_dense_per_penalty(penalties))
+    assert {row.layer: row.regularizer for row in report.rows} == expected
+    # L1 and L2 of the same factor have the same scale, not the same label.
+    assert report.rows[0].scale == report.rows[1].scale == "none"
+    lines = str(report).splitlines()
+    header = lines[1].split()
+    assert header[5] == "regularizer"
+    for row in report.rows:
+        (line,) = [x for x in lines if x.split()[:1] == [row.layer]]
+        assert f" {row.regularizer} " in line
+    pandas = pytest.importorskip("pandas")
+    frame = report.to_dataframe()
+    assert isinstance(frame, pandas.DataFrame)
+    assert list(frame["regularizer"]) == list(expected.values())
+
+
+@pytest.mark.parametrize(
+    "count, toward, reload",
+    [
+        (
+            1,
+            "toward start: 1 of these penalties is a starting-point penalty "
+            "(L2-SP): it pulls its kernel toward its starting weights w0",
+            "reload: 1 of these penalties sits in a layer whose saved config "
+            "is not known to carry it, and no record does: it comes back "
+            "only if the layer's constructor sets it again. Set it with",
+        ),
+        (
+            2,
+            "toward start: 2 of these penalties are starting-point penalties "
+            "(L2-SP): they pull each kernel toward its starting weights w0",
+            "reload: 2 of these penalties sit in layers whose saved configs "
+            "are not known to carry them, and no record does: they come back "
+            "only if the layer's constructor sets them again. Set them with",
+        ),
+    ],
+)
+def test_notes_agree_with_the_number_of_penalties(count, toward, reload):
+    model = _one_dense_per_penalty({f"dense_{i}": None for i in range(count)})
+    attach_regularizer(model, ScaledL2(0.01), anchor=True)
+    text = str(penalty_report(model))
+    assert toward in text
+    # Set by hand, where no saved config is known to carry them.
+    model = keras.Sequential([keras.Input((4,)), _Holding(count)])
+    for dense in model.layers[0].inner:
+        dense.kernel.regularizer = ScaledL2(0.01)
+    assert reload in str(penalty_report(model))
+
+
+class _Holding(keras.layers.Layer):
+    """A custom layer whose config does not save its `Dense` layers."""
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = [keras.layers.Dense(3) for _ in range(count)]
+
+    def build(self, input_shape):
+        for dense in self.inner:
+            dense.build(input_shape)
+
+    def call(self, x):
+        return sum(dense(x) for dense in self.inner)

@@ -130,7 +130,7 @@ def test_attach_anchors_the_selected_layers_and_pulls_the_head_to_zero():
     assert attached == [
         "body/first/kernel",
         "body/second/kernel",
-        "tuned/head/kernel",
+        "head/kernel",
     ]
     body, head = model.get_layer("body"), model.get_layer("head")
     for layer in body.layers:
