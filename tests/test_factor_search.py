@@ -280,6 +280,10 @@ def test_scores_are_the_validation_data_loss_not_val_loss(tmp_path):
     )
 
 
+# Which finalists get more seeds is the schedule's rule (tested above on
+# every backend) fed by the plateau's bootstrap; one backend leg shows the
+# search wires the two together.
+@pytest.mark.run_once
 def test_more_seeds_go_to_the_factors_the_noise_cannot_tell_apart(tmp_path):
     (x, y), validation = noisy_regression()
     result = search_factor(
