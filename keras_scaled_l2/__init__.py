@@ -29,7 +29,12 @@ from keras_scaled_l2.regularizers import (
     ScaledL2,
     ScaledRegularizer,
 )
-from keras_scaled_l2.report import PenaltyReport, penalty_report
+from keras_scaled_l2.report import (
+    PenaltyReport,
+    PenaltyRow,
+    WhatIfRow,
+    penalty_report,
+)
 from keras_scaled_l2.saving import PenaltyRecordError, load_model
 from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
 
@@ -44,10 +49,12 @@ __all__ = [
     "PenaltyLogger",
     "PenaltyRecordError",
     "PenaltyReport",
+    "PenaltyRow",
     "ScaledL1",
     "ScaledL1L2",
     "ScaledL2",
     "ScaledRegularizer",
+    "WhatIfRow",
     "__version__",
     "attach_regularizer",
     "compute_fans",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterable
-from typing import NamedTuple, TypeAlias
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -31,24 +31,29 @@ from keras_scaled_l2.regularizers import (
 )
 from keras_scaled_l2.report import penalty_label
 
-RegularizerFactory: TypeAlias = Callable[
-    [keras.layers.Layer, keras.Variable],
-    keras.regularizers.Regularizer | None,
-]
-"""`factory(layer, weight)`: the regularizer of one kernel, or `None`."""
-
-LayerSelector: TypeAlias = str | type[keras.layers.Layer]
-"""A layer class, or a pattern matched against layer and class names."""
-
 
 def attach_regularizer(
     model: keras.layers.Layer,
-    regularizer: keras.regularizers.Regularizer | str | RegularizerFactory,
-    include: LayerSelector | Iterable[LayerSelector] | None = None,
-    exclude: LayerSelector | Iterable[LayerSelector] | None = None,
+    regularizer: keras.regularizers.Regularizer
+    | str
+    | Callable[
+        [keras.layers.Layer, keras.Variable],
+        keras.regularizers.Regularizer | None,
+    ],
+    include: str
+    | type[keras.layers.Layer]
+    | Iterable[str | type[keras.layers.Layer]]
+    | None = None,
+    exclude: str
+    | type[keras.layers.Layer]
+    | Iterable[str | type[keras.layers.Layer]]
+    | None = None,
     normalize_depth: bool = False,
     include_embeddings: bool = True,
-    anchor: bool | LayerSelector | Iterable[LayerSelector] = False,
+    anchor: bool
+    | str
+    | type[keras.layers.Layer]
+    | Iterable[str | type[keras.layers.Layer]] = False,
 ) -> list[str]:
     """Attaches a weight penalty to every kernel of a built model.
 

@@ -30,8 +30,35 @@ _KERAS_SCALE_NONE = (
 class PenaltyRow:
     """One regularized weight: its fans, its regularizer and its penalty now.
 
-    `regularizer` names the penalty's class and factors, as `penalty_label`
-    writes them: `L2(0.01)` (Keras's), `ScaledL2(0.01, balanced)`.
+    A row of `PenaltyReport.rows`.
+
+    Attributes:
+        layer: The layers below the model that hold the weight
+            (`backbone/conv`).
+        weight: The weight's own name (`kernel`).
+        shape: The weight's shape.
+        fan_in: Its fan-in, as the penalty counts it.
+        fan_out: Its fan-out, as the penalty counts it.
+        scale: A scaled penalty's `scale`; `none` for Keras's own.
+        penalty: The penalty now, as Keras adds it to the loss.
+        share: Its part of the report's total.
+        num_kernels: A scaled penalty's `num_kernels`, or `None`.
+        reload: What restores the penalty after a save: `keras`,
+            `package` (`keras_scaled_l2.load_model`) or `unknown`.
+        toward: `start` for a penalty of `w - w0` (L2-SP), else `zero`.
+        regularizer: The penalty's class and factors: `L2(0.01)` (Keras's),
+            `ScaledL2(0.01, balanced)`.
+
+    Examples:
+        >>> import keras
+        >>> from keras_scaled_l2 import ScaledL2, penalty_report
+        >>> model = keras.Sequential([
+        ...     keras.Input((8,)),
+        ...     keras.layers.Dense(4, kernel_regularizer=ScaledL2(0.01)),
+        ... ])
+        >>> row = penalty_report(model).rows[0]
+        >>> row.shape, row.fan_in, row.fan_out, row.regularizer
+        ((8, 4), 8, 4, 'ScaledL2(0.01, balanced)')
     """
 
     layer: str
@@ -50,7 +77,31 @@ class PenaltyRow:
 
 @dataclasses.dataclass(frozen=True)
 class WhatIfRow:
-    """One kernel: its L2 penalty under each scale for one factor."""
+    """One kernel: its L2 penalty under each scale for one factor.
+
+    A row of `PenaltyReport.what_if`, made when `penalty_report` gets
+    `l2`.
+
+    Attributes:
+        layer: The layers below the model that hold the kernel.
+        weight: The kernel's own name.
+        shape: The kernel's shape.
+        fan_in: Its fan-in.
+        fan_out: Its fan-out.
+        penalties: Per scale of `SCALES`, `l2 * s(shape) * sum(w**2)`.
+        shares: Per scale, the kernel's part of that scale's total.
+
+    Examples:
+        >>> import keras
+        >>> from keras_scaled_l2 import penalty_report
+        >>> model = keras.Sequential([
+        ...     keras.Input((8,)),
+        ...     keras.layers.Dense(4, kernel_initializer="ones"),
+        ... ])
+        >>> row = penalty_report(model, l2=0.01).what_if[0]
+        >>> round(row.penalties["none"], 4), round(row.penalties["size"], 4)
+        (0.32, 0.01)
+    """
 
     layer: str
     weight: str
