@@ -53,6 +53,8 @@ def _mlp():
     )
 
 
+# It replaces the penalties already on the kernels, on purpose.
+@pytest.mark.filterwarnings("ignore:attach_regularizer replaced")
 def test_equivalent_model_factor_keeps_the_total():
     model = _mlp()
     factor = equivalent_model_factor(model, 0.01, "none", "balanced")

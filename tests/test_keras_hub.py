@@ -128,6 +128,8 @@ def _computed_penalties(model):
     }
 
 
+# It replaces the penalties already on the kernels, on purpose.
+@pytest.mark.filterwarnings("ignore:attach_regularizer replaced")
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_every_matmul_kernel_is_penalised_with_its_true_fans(name):
     backbone = _build(name)

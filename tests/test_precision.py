@@ -108,6 +108,8 @@ def test_float16_kernel_accumulates_in_float32_inside_training():
 @pytest.mark.parametrize(
     "dtype_policy", ["mixed_bfloat16", "bfloat16"], indirect=True
 )
+# It replaces the penalties already on the kernels, on purpose.
+@pytest.mark.filterwarnings("ignore:attach_regularizer replaced")
 def test_starting_point_penalties_train_in_low_precision(dtype_policy):
     model = _model()
     attach_regularizer(model, ScaledL2(0.5), anchor=True)
