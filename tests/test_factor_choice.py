@@ -200,7 +200,18 @@ def test_the_pages_hold_the_published_table():
         assert factor_choice.pages_block(text) == block, name
     # The block's numbers are the summary's: one row checked by hand.
     search = summary["regret"]["search"]
-    row = next(line for line in block.splitlines() if "`search_factor`" in line)
+    row = next(
+        line for line in block.splitlines() if line.startswith("| `search_")
+    )
     assert f"{100 * search['worst']:.1f}%" in row
     assert f"{search['over_5_percent']} of {search['cells']}" in row
     assert f"{summary['cost']['search']['median']:.2f}" in row
+    # So are the lead sentence's.
+    lead = block.splitlines()[0]
+    reuse = summary["regret"]["reuse"]
+    assert (
+        f"a median {100 * reuse['median']:.1f}% and up to "
+        f"{100 * reuse['worst']:.1f}% ({reuse['over_5_percent']} of "
+        f"{reuse['cells']} cells over 5 %)"
+    ) in lead
+    assert f"{search['within_seed_noise_of_grid']} of {search['cells']}" in lead
