@@ -692,20 +692,18 @@ def test_data_size_at_fixed_epochs():
     # 4.4x is the MLP under SGD; the CNN under SGD is left out.
     text = readme_section()
     chosen = [("mlp", "adam"), ("mlp", "sgd"), ("cnn", "adam")]
-    plain = [
-        c["drift"]
-        for family, optimizer in chosen
-        for c in select(
-            family, "mnist1d", optimizer, "none", "data size"
-        ).values()
-    ]
-    corrected = [
-        c["drift"]
-        for family, optimizer in chosen
-        for c in select(
-            family, "mnist1d", optimizer, "none+num_examples", "data size"
-        ).values()
-    ]
+
+    def data_size_drifts(variant):
+        return [
+            c["drift"]
+            for family, optimizer in chosen
+            for c in select(
+                family, "mnist1d", optimizer, variant, "data size"
+            ).values()
+        ]
+
+    plain = data_size_drifts("none")
+    corrected = data_size_drifts("none+num_examples")
     assert max(drifts("none", "data size", "mnist1d", "sgd", "cnn")) < 2
     over = tabular("none+num_examples", "data size")
     says(
