@@ -32,13 +32,21 @@
   state Keras would look for;
 - `saving_h5`: Keras's `.h5` saving writes the model's config under a
   global `use_legacy_config` option;
-- `guard_get_config`: an instance attribute `get_config` shadows the
-  class's wherever Keras asks a layer for its config, and Keras fills in
-  a subclass's arguments only for a `get_config` marked `_is_default`;
+- `weights_path` / `WEIGHTS_FILE`: `.keras` saving writes each object's
+  variables into `model.weights.h5` at the group `<path>/vars`, through
+  an `H5IOStore` entry that knows `<path>` (an `H5Entry`'s `path` up to
+  Keras 3.10, the store's `_h5_entry_path` after);
+- `laid_out_like`: a JAX variable's `keras.distribution` layout is its
+  `_layout`, which `keras.Variable(..., layout=)` takes; a TensorFlow
+  variable made under `tf.distribute` holds its strategy;
+- `guard_get_config` / `unguard_get_config`: an instance attribute
+  `get_config` shadows the class's wherever Keras asks a layer for its
+  config, and Keras fills in a subclass's arguments only for a
+  `get_config` marked `_is_default`;
 - `untracked_attribute`: an entry in a layer's `__dict__` escapes Keras's
   attribute tracking.
 
-`tests/test_keras_internals.py` tests each, so that a Keras release that
+`tests/package/keras_internals/` tests each, so that a Keras release that
 changes one fails loudly.
 
 About the loss split: Keras has no public hook that hands out the data
@@ -49,6 +57,7 @@ term by term, so that it returns the very total Keras would return and also
 hands both parts to a recorder.
 """
 
+import contextlib
 import functools
 import re
 import sys
@@ -213,6 +222,12 @@ def guard_get_config(model, check):
     model.get_config = types.MethodType(guarded, model)
 
 
+def unguard_get_config(model):
+    """Undoes `guard_get_config`: the class's `get_config` again."""
+    if "get_config" in vars(model):
+        del model.get_config
+
+
 def replace_compute_loss(model, compute_loss):
     """Makes `model`'s train and test steps call `compute_loss` instead."""
     model.compute_loss = compute_loss
@@ -363,3 +378,51 @@ def saving_h5():
     from keras.src.backend.common import global_state
 
     return bool(global_state.get_global_attribute("use_legacy_config", False))
+
+
+WEIGHTS_FILE = "model.weights.h5"
+"""The weights file inside a `.keras` archive (or folder, `zipped=False`)."""
+
+
+def weights_path(store):
+    """The group of `WEIGHTS_FILE` that `store` writes into, or `None`.
+
+    `store` is what Keras's `.keras` saving hands to `save_own_variables`;
+    `None` where it is not an entry of that `.h5` weights file (a `.npz`
+    weights format).
+    """
+    from keras.src.saving import saving_lib
+
+    if type(store) is saving_lib.H5IOStore:  # Keras 3.11 and later
+        path = store._h5_entry_path
+    elif type(store).__name__ == "H5Entry":  # Keras 3.10
+        path = store.path
+    else:
+        return None
+    return path if isinstance(path, str) else None
+
+
+def saved_variable(h5_file, path, key):
+    """The array `weights_path`'s group `path` holds under `key`."""
+    return h5_file[f"{path}/vars/{key}" if path else f"vars/{key}"][()]
+
+
+@contextlib.contextmanager
+def laid_out_like(variable):
+    """Yields the `keras.Variable` arguments that place a new variable as
+    `variable`: its layout under a `keras.distribution` (JAX), and inside
+    its `tf.distribute` strategy's scope (TensorFlow)."""
+    arguments = {}
+    layout = getattr(variable, "_layout", None)
+    if layout is not None:
+        arguments["layout"] = layout
+    scope = contextlib.nullcontext()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        strategy = getattr(variable.value, "_distribute_strategy", None)
+        current = tf.distribute.get_strategy()
+        if strategy is not None and strategy is not current:
+            scope = strategy.scope()
+    with scope:
+        yield arguments

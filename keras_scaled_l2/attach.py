@@ -9,12 +9,15 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from keras_scaled_l2 import _keras_internals, _restorers
+from keras_scaled_l2 import _keras_internals, _persistence
+from keras_scaled_l2._kernels import SUPPORTED_LAYERS, Kernel, layer_kernels
 from keras_scaled_l2._layer_names import weight_namer
 from keras_scaled_l2._layer_walk import LayerVisit, walk_layers
-from keras_scaled_l2._penalty_record import (
-    keep_record,
-    refuse_h5_with_anchors,
+from keras_scaled_l2._penalty_tools import (
+    is_anchored,
+    penalty_label,
+    replaced,
+    same_penalty,
 )
 from keras_scaled_l2._validation import (
     invalid_argument,
@@ -22,14 +25,7 @@ from keras_scaled_l2._validation import (
     validate_flag,
 )
 from keras_scaled_l2._warnings import warn_at_caller
-from keras_scaled_l2.kernels import SUPPORTED_LAYERS, Kernel, layer_kernels
-from keras_scaled_l2.regularizers import (
-    ScaledRegularizer,
-    is_anchored,
-    replaced,
-    same_penalty,
-)
-from keras_scaled_l2.report import penalty_label
+from keras_scaled_l2.regularizers import ScaledRegularizer
 
 
 def attach_regularizer(
@@ -211,19 +207,11 @@ def attach_regularizer(
                 replacements.setdefault(
                     _change(old, assignment.regularizer), []
                 ).append(name)
-            _set(kernel, assignment.regularizer)
+            kernel.set_regularizer(assignment.regularizer)
             attached.append(name)
     _keras_internals.drop_step_functions(model)
     if plan:
-        keep_record(model)
-        if any(a.anchored for a in plan):
-            # Saved alone as .h5, these too refuse their starting weights.
-            for layer in _restorers.unsaved_layers(model):
-                refuse_h5_with_anchors(layer)
-            for assignment in plan:
-                if assignment.attention is not None:
-                    refuse_h5_with_anchors(assignment.attention)
-        _warn_unless_keras_restores(model, [k for a in plan for k in a.kernels])
+        _persistence.remember(model, [k for a in plan for k in a.kernels])
     if replacements:  # last: the model is complete even if warnings raise
         _warn_of_replacements(replacements)
     return attached
@@ -364,41 +352,6 @@ def _without_embedding_tables(factory):
         return factory(layer, weight)
 
     return factory_without_tables
-
-
-def _warn_unless_keras_restores(model, kernels):
-    restorers = _restorers.penalty_restorers(model)
-    lost = {
-        id(k.weight): k
-        for k in kernels
-        if restorers[id(k.weight)] != _restorers.KERAS
-    }
-    if not lost:
-        return
-    count = len(lost)
-    holders = []
-    for layer in _restorers.unsaved_layers(model):
-        if any(id(w) in lost for w in layer.weights):
-            holders.append(f"{type(layer).__name__} '{layer.name}'")
-            for weight in layer.weights:
-                lost.pop(id(weight), None)
-    holders += [
-        f"{type(k.layer).__name__} '{k.layer.name}' ({k.weight.name})"
-        for k in lost.values()
-    ]
-    named = ", ".join(holders[:5])
-    if len(holders) > 5:
-        named += f" and {len(holders) - 5} more"
-    warn_at_caller(
-        f"keras.models.load_model will not restore {count} of the "
-        f"{len(kernels)} penalties just attached: no saved config carries "
-        f"them, in {named}. They are recorded in the model and saved with "
-        "it in the .keras format (not .h5): reload it with "
-        "keras_scaled_l2.load_model(path), which restores them, or attach "
-        "them again after loading (KerasHub's save_to_preset does not keep "
-        "the record either). penalty_report(model) shows, per weight, what "
-        "restores its penalty."
-    )
 
 
 class _Assignment(NamedTuple):
@@ -572,13 +525,6 @@ def _plan(kernel, regularizer, anchored, plan):
             output_axes=kernel.output_axes,
         )
     plan.append(_Assignment([kernel], regularizer, anchored=anchored))
-
-
-def _set(kernel, regularizer):
-    """Sets the penalty where the config saves it and where Keras reads it."""
-    if kernel.attribute is not None:
-        setattr(kernel.layer, kernel.attribute, regularizer)
-    kernel.weight.regularizer = regularizer
 
 
 def _plan_attention(layer, factory, explicit, anchored, plan):

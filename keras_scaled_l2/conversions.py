@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_scaled_l2._kernels import model_kernels
 from keras_scaled_l2._validation import (
     invalid_argument,
     validate_choice,
     validate_factor,
     validate_optional_positive_int,
 )
-from keras_scaled_l2.kernels import model_kernels
 from keras_scaled_l2.scales import SCALES, shape_multiplier
 
 

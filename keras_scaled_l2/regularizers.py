@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ import numpy as np
 from keras import ops
 
 from keras_scaled_l2 import _keras_internals
+from keras_scaled_l2._kernels import weight_fan_axes
 from keras_scaled_l2._types import FanAxes, Tensor
 from keras_scaled_l2._validation import (
     invalid_argument,
@@ -21,7 +23,6 @@ from keras_scaled_l2._validation import (
     validate_factor,
     validate_optional_positive_int,
 )
-from keras_scaled_l2.kernels import weight_fan_axes
 from keras_scaled_l2.scales import FAN_SCALES, SCALES, shape_multiplier
 
 _LOW_PRECISION_DTYPES = ("float16", "bfloat16")
@@ -95,12 +96,16 @@ class ScaledRegularizer(
             num_kernels, "num_kernels"
         )
         self._anchor: keras.Variable | None = None
+        # Where the last save put the starting weights in the weights file.
+        self._saved_at: str | None = None
         self._anchor_config: dict[str, Any] | None = None
+        # Starting weights taken from a kernel are placed as the kernel is.
+        like = anchor if isinstance(anchor, keras.Variable) else None
         anchor = validate_anchor(anchor)
         if isinstance(anchor, dict):
             self._anchor_config = anchor  # values come with the weights
         elif anchor is not None:
-            self._set_anchor(anchor)
+            self._set_anchor(anchor, like)
 
     @property
     def anchored(self) -> bool:
@@ -118,7 +123,11 @@ class ScaledRegularizer(
             return None
         return np.array(ops.convert_to_numpy(self._restored_anchor().value))
 
-    def _set_anchor(self, values: np.ndarray) -> None:
+    def _set_anchor(
+        self, values: np.ndarray, like: keras.Variable | None = None
+    ) -> None:
+        """Sets the starting weights to `values`, placed as `like` (the
+        kernel) is under a distribution: sharded where it is sharded."""
         shape = list(values.shape)
         if self._anchor_config is not None and (
             self._anchor_config["shape"] != shape
@@ -137,11 +146,22 @@ class ScaledRegularizer(
             self._anchor.assign(values.astype(held))
             return
         # A Keras variable: TensorFlow's and PyTorch's steps read it, it is
-        # mirrored under `tf.distribute` and laid out (replicated) under a
-        # `keras.distribution`; a jitted JAX step holds its value.
-        self._anchor = keras.Variable(
-            values, trainable=False, autocast=False, name="anchor"
+        # mirrored under `tf.distribute` and laid out under a
+        # `keras.distribution` (as its kernel, or else replicated); a jitted
+        # JAX step holds its value.
+        placed: contextlib.AbstractContextManager[dict[str, Any]] = (
+            contextlib.nullcontext({})
+            if like is None
+            else _keras_internals.laid_out_like(like)
         )
+        with placed as arguments:
+            self._anchor = keras.Variable(
+                values,
+                trainable=False,
+                autocast=False,
+                name="anchor",
+                **arguments,
+            )
         # The dtype the backend holds: float32 for float64 values where it
         # computes in float32 only (JAX without x64), as the kernel too.
         dtype = keras.backend.standardize_dtype(self._anchor.dtype)
@@ -284,8 +304,11 @@ class ScaledRegularizer(
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
-        if self._anchor_config is not None and _keras_internals.saving_h5():
-            raise h5_refusal(self)
+        if self._anchor_config is not None:
+            # Here too: a model built with `anchor=` passes no other guard.
+            from keras_scaled_l2 import _persistence
+
+            _persistence.refuse_h5(self)
         return {
             **self._factors(),
             "scale": self.scale,
@@ -313,6 +336,9 @@ class ScaledRegularizer(
         """
         if self._anchor_config is not None:
             store["anchor"] = self.anchor_values()
+            # Where, so that the `.keras` file's penalty record points
+            # there rather than storing a second copy.
+            self._saved_at = _keras_internals.weights_path(store)
 
     def load_own_variables(self, store: Any) -> None:
         """Reads the starting weights, if any, from the model's weights.
@@ -381,50 +407,6 @@ def _as_tuple(axes: Sequence[int] | None) -> tuple[int, ...] | None:
 
 def _as_list(axes: tuple[int, ...] | None) -> list[int] | None:
     return None if axes is None else list(axes)
-
-
-def replaced(regularizer: _RegularizerT, **changes: Any) -> _RegularizerT:
-    """A copy of a scaled regularizer with some arguments changed.
-
-    Its starting weights, if any, are copied too, unless `anchor` changes.
-    """
-    return type(regularizer)(**{**regularizer._arguments(), **changes})
-
-
-def h5_refusal(regularizer: ScaledRegularizer) -> ValueError:
-    """The error of saving a penalty toward starting weights as `.h5`."""
-    return ValueError(
-        f"A .h5 file cannot hold the starting weights of "
-        f"{type(regularizer).__name__}(anchor=...): a config holds only "
-        "their shape, and .h5 saves no state but the layers' weights, so "
-        "the penalty would reload without them. Save the model in the "
-        ".keras format (model.save('model.keras'))."
-    )
-
-
-def is_anchored(regularizer: object) -> bool:
-    """Whether `regularizer` is a scaled penalty toward starting weights."""
-    return isinstance(regularizer, ScaledRegularizer) and regularizer.anchored
-
-
-def same_penalty(
-    a: keras.regularizers.Regularizer | None,
-    b: keras.regularizers.Regularizer | None,
-) -> bool:
-    """Whether two regularizers (or `None`s) save as the same config.
-
-    Penalties toward starting weights, whose configs hold only the weights'
-    shape, are the same only if they are one object.
-    """
-    if a is b:
-        return True
-    if a is None or b is None:
-        return False
-    if is_anchored(a) or is_anchored(b):
-        return False
-    return keras.saving.serialize_keras_object(
-        a
-    ) == keras.saving.serialize_keras_object(b)
 
 
 def _l2_norm(x: Tensor) -> Tensor:

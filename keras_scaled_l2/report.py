@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
-from keras_scaled_l2 import _restorers
+from keras_scaled_l2 import _persistence
+from keras_scaled_l2._kernels import Kernel, model_kernels
 from keras_scaled_l2._layer_names import layer_namer
+from keras_scaled_l2._penalty_tools import is_anchored, penalty_label
 from keras_scaled_l2._types import FanAxes
 from keras_scaled_l2._validation import validate_factor
-from keras_scaled_l2.kernels import Kernel, model_kernels
-from keras_scaled_l2.regularizers import ScaledRegularizer, is_anchored
+from keras_scaled_l2.regularizers import ScaledRegularizer
 from keras_scaled_l2.scales import SCALES, compute_fans, shape_multiplier
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ def penalty_report(
         l2 = validate_factor(l2, "l2")
     kernels = {id(k.weight): k for k in model_kernels(model)}
     name_of = layer_namer(model)
-    restorers = _restorers.penalty_restorers(model)
+    restorers = _persistence.penalty_restorers(model)
     records: list[dict[str, Any]] = []
     for weight in model.trainable_weights:
         regularizer = weight.regularizer
@@ -288,7 +289,7 @@ def penalty_report(
                 scale=_scale_name(regularizer),
                 num_kernels=getattr(regularizer, "num_kernels", None),
                 penalty=_penalty(regularizer, weight, kernel),
-                reload=restorers.get(id(weight), _restorers.UNKNOWN),
+                reload=restorers.get(id(weight), _persistence.UNKNOWN),
                 toward="start" if is_anchored(regularizer) else "zero",
                 regularizer=penalty_label(regularizer),
             )
@@ -361,59 +362,6 @@ def _kernel_axes(kernel: Kernel | None) -> FanAxes:
     return kernel.input_axes, kernel.output_axes
 
 
-def penalty_label(regularizer: Any) -> str:
-    """Names a regularizer by its class and factors: `ScaledL2(0.01, fan_in)`.
-
-    Keras's own show their factors (`L2(0.01)`, `L1L2(l1=0, l2=0.01)`), the
-    scaled ones their factors and scale, and `num_kernels` or
-    `num_examples` where set; other regularizers their class and the
-    numbers and strings of their config.
-
-    Examples:
-        >>> from keras_scaled_l2 import ScaledL1L2, ScaledL2
-        >>> penalty_label(keras.regularizers.L2(0.01))
-        'L2(0.01)'
-        >>> penalty_label(ScaledL2(0.01, scale="none", num_kernels=4))
-        'ScaledL2(0.01, none, num_kernels=4)'
-        >>> penalty_label(ScaledL1L2(l1=0.001, l2=0.01))
-        'ScaledL1L2(l1=0.001, l2=0.01, balanced)'
-    """
-    name = type(regularizer).__name__
-    if isinstance(regularizer, ScaledRegularizer):
-        factors = [f"{value:g}" for value in _factors(regularizer)]
-        if len(factors) == 2:
-            factors = [f"l1={factors[0]}", f"l2={factors[1]}"]
-        parts = [*factors, regularizer.scale]
-        for option in ("num_kernels", "num_examples"):
-            if getattr(regularizer, option) is not None:
-                parts.append(f"{option}={getattr(regularizer, option)}")
-        return f"{name}({', '.join(parts)})"
-    if isinstance(regularizer, (keras.regularizers.L1, keras.regularizers.L2)):
-        return f"{name}({_factors(regularizer)[0]:g})"
-    if isinstance(regularizer, keras.regularizers.L1L2):
-        l1, l2 = _factors(regularizer)
-        return f"{name}(l1={l1:g}, l2={l2:g})"
-    try:
-        config = regularizer.get_config()
-    except Exception:  # a custom regularizer or a plain function
-        return getattr(regularizer, "__name__", name)
-    parts = [
-        f"{key}={value:g}" if isinstance(value, float) else f"{key}={value!r}"
-        for key, value in config.items()
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool)
-    ]
-    return f"{name}({', '.join(parts)})"
-
-
-def _factors(regularizer):
-    """Its `l1` and `l2` factors, those it has, as Python floats."""
-    return [
-        float(getattr(regularizer, factor))
-        for factor in ("l1", "l2")
-        if getattr(regularizer, factor, None) is not None
-    ]
-
-
 def _scale_name(regularizer):
     if isinstance(regularizer, ScaledRegularizer):
         return regularizer.scale
@@ -440,8 +388,8 @@ def _toward_notes(rows):
 
 
 def _reload_notes(rows):
-    package = sum(r.reload == _restorers.PACKAGE for r in rows)
-    unknown = sum(r.reload == _restorers.UNKNOWN for r in rows)
+    package = sum(r.reload == _persistence.PACKAGE for r in rows)
+    unknown = sum(r.reload == _persistence.UNKNOWN for r in rows)
     notes = []
     if package:
         one = package == 1

@@ -2,7 +2,7 @@
 
 `keras.models.load_model` restores the penalties that saved configs carry.
 The others (sub-layers of KerasHub backbones, layers inside custom layers)
-come back from the record the `.keras` file holds (`_penalty_record`).
+come back from the record the `.keras` file holds (`_persistence`).
 """
 
 from __future__ import annotations
@@ -12,12 +12,8 @@ from typing import Any
 
 import keras
 
-from keras_scaled_l2 import _keras_internals
-from keras_scaled_l2._penalty_record import (
-    PenaltyRecordError,
-    read_records,
-    restore_record,
-)
+from keras_scaled_l2 import _keras_internals, _persistence
+from keras_scaled_l2._persistence import PenaltyRecordError
 
 __all__ = ["PenaltyRecordError", "load_model"]
 
@@ -71,9 +67,6 @@ def load_model(
         compile=compile,
         safe_mode=safe_mode,
     )
-    records = read_records(filepath)
-    for record in records:
-        restore_record(model, record, custom_objects, safe_mode)
-    if records:
+    if _persistence.restore(model, filepath, custom_objects, safe_mode):
         _keras_internals.drop_step_functions(model)
     return model

@@ -3,14 +3,18 @@ import os
 # Keep TensorFlow's C++ start-up chatter out of test output and subprocesses.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Scripts, not test modules: importing distributed_training.py would
-# configure devices and pick a backend.
-collect_ignore = [
-    "distributed_training.py",
-    "run_backends.py",
-    "tuner_process.py",
-    "without_tensorflow.py",
-]
+# The layout of the tests:
+#   package/   the package's tests, one folder per part of it (regularizers,
+#              callbacks, saving, tools, search, keras_internals);
+#   study/     the tests of the study in `benchmarks/` and of the numbers the
+#              pages quote from its results;
+#   project/   the project as a whole: the README's examples, ruff and mypy,
+#              the notebooks, the demo, installs without a backend;
+#   support/   helpers the tests import by name (see `pythonpath` in
+#              pyproject.toml); data/: saved files they reload;
+#   scripts/   scripts the tests run in processes of their own: importing
+#              one would configure devices and pick a backend.
+collect_ignore = ["scripts", "run_backends.py"]
 
 ONCE_ALREADY_RAN = "KERAS_SCALED_L2_RUN_ONCE_RAN"
 """Set by `run_backends.py` for every backend leg after the first: the

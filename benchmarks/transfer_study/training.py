@@ -5,7 +5,7 @@ seed (which sets the initial weights and the batch order) are trained
 together: the loss is the sum of the members' losses, so each member gets
 exactly its own gradient and (Adam and SGD being elementwise) its own
 update, as if trained alone; under AdamW each member's variables decay at
-the member's own rate (`MemberAdamW`). `tests/test_lambda_transfer.py`
+the member's own rate (`MemberAdamW`). `tests/study/test_lambda_transfer.py`
 checks both against plain Keras models.
 All members of a group start from the same initial weights, so factors are
 compared on equal terms.

@@ -7,7 +7,6 @@ sound if each member ends exactly where it would have ended alone, which
 
 import dataclasses
 import json
-import pathlib
 import subprocess
 import sys
 
@@ -15,20 +14,9 @@ import keras
 import numpy as np
 import pytest
 from nested_close import assert_nested_close
+from project_paths import ROOT
 from reference import reference_penalty
-
-from keras_scaled_l2 import ScaledL2
-
-# The summary's floats are means, logs and parabola vertices that numpy
-# recomputes with processor-dependent kernels: they agree across machines of
-# one kind to about 1e-15, so 1e-9 still catches any change of the numbers.
-SUMMARY_RTOL = 1e-9
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "benchmarks" / "lambda_transfer.py"
-RESULTS = ROOT / "benchmarks" / "results" / "lambda_transfer.json"
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from transfer_study import (  # noqa: E402
+from transfer_study import (
     adam_decay,
     comparisons,
     curves,
@@ -40,6 +28,15 @@ from transfer_study import (  # noqa: E402
     summary,
     training,
 )
+
+from keras_scaled_l2 import ScaledL2
+
+# The summary's floats are means, logs and parabola vertices that numpy
+# recomputes with processor-dependent kernels: they agree across machines of
+# one kind to about 1e-15, so 1e-9 still catches any change of the numbers.
+SUMMARY_RTOL = 1e-9
+SCRIPT = ROOT / "benchmarks" / "lambda_transfer.py"
+RESULTS = ROOT / "benchmarks" / "results" / "lambda_transfer.json"
 
 
 def _alone(regularizer, weights, optimizer):

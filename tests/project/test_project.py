@@ -10,11 +10,11 @@ import sys
 import keras
 import numpy as np
 import pytest
+from project_paths import ROOT
 
 import keras_scaled_l2
 from keras_scaled_l2 import ScaledL2
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 DOCS = ROOT / "docs" / "pages"
 

@@ -19,7 +19,7 @@ from keras_scaled_l2 import (
     load_model,
     penalty_report,
 )
-from keras_scaled_l2.kernels import einsum_kernel_axes
+from keras_scaled_l2._kernels import einsum_kernel_axes
 
 X = np.random.default_rng(0).normal(size=(16, 6, 8)).astype("float32")
 TOKENS = np.random.default_rng(1).integers(0, 20, size=(16, 6))

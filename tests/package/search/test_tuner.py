@@ -3,7 +3,6 @@ processes talking gRPC over the loopback, sharing one search."""
 
 import json
 import os
-import pathlib
 import socket
 import subprocess
 import sys
@@ -12,11 +11,10 @@ import keras
 import keras_tuner
 import numpy as np
 import pytest
+from project_paths import SCRIPTS
 
 from keras_scaled_l2 import ScaledL2, _halving, search_factor
 from keras_scaled_l2.tuner import FactorSearchOracle, FactorTuner
-
-HERE = pathlib.Path(__file__).resolve().parent
 
 
 def _free_port():
@@ -33,7 +31,7 @@ def _start(tuner_id, port, directory):
         "KERASTUNER_ORACLE_PORT": str(port),
     }
     return subprocess.Popen(
-        [sys.executable, str(HERE / "tuner_process.py"), str(directory)],
+        [sys.executable, str(SCRIPTS / "tuner_process.py"), str(directory)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

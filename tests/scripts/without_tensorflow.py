@@ -1,6 +1,6 @@
 """Runs a script in a process where TensorFlow cannot be imported.
 
-    python tests/without_tensorflow.py SCRIPT [ARGS...]
+    python tests/scripts/without_tensorflow.py SCRIPT [ARGS...]
 
 Installs an import hook that refuses `tensorflow` as an environment without
 it would (`ModuleNotFoundError`), then runs SCRIPT as `__main__`. Used by

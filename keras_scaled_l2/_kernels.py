@@ -98,6 +98,18 @@ class Kernel:
     input_axes: tuple[int, ...] | None = None
     output_axes: tuple[int, ...] | None = None
 
+    def set_regularizer(
+        self, regularizer: keras.regularizers.Regularizer | None
+    ) -> None:
+        """Sets the penalty where the config saves it and where Keras reads it.
+
+        Keras computes a weight's penalty from `weight.regularizer`; the
+        layer's config saves the attribute `attribute` names.
+        """
+        if self.attribute is not None:
+            setattr(self.layer, self.attribute, regularizer)
+        self.weight.regularizer = regularizer
+
     def sum_of_squares(self) -> float:
         """The kernel's current `sum(w**2)`, in float64, as a Python float."""
         values = keras.ops.convert_to_numpy(self.weight)

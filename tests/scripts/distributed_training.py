@@ -6,9 +6,11 @@ before the backend starts:
     python distributed_training.py mirrored|data_parallel|model_parallel
 
 `model_parallel` shards the two hidden kernels across the two devices with
-a `LayoutMap` (the first by columns, the second by rows). The head's
-penalty pulls toward its starting weights, attached inside the strategy's
-scope (or under the distribution) as a user would.
+a `LayoutMap` (the first by columns, the second by rows). The first hidden
+layer's and the head's penalties pull toward their starting weights,
+attached inside the strategy's scope (or under the distribution) as a user
+would; the output says how each kernel and its starting weights are
+placed, and the bytes of starting weights each device holds.
 """
 
 import json
@@ -50,14 +52,14 @@ def build():
                 64,
                 name="dense",
                 activation="relu",
-                kernel_regularizer=ScaledL2(0.1),
                 kernel_initializer=keras.initializers.GlorotUniform(seed=1),
             ),
             keras.layers.Dense(
                 32,
                 name="middle",
                 activation="relu",
-                kernel_regularizer=keras.regularizers.L2(0.05),
+                kernel_regularizer=ScaledL2(0.1),
+                bias_regularizer=keras.regularizers.L2(0.05),
                 kernel_initializer=keras.initializers.GlorotUniform(seed=2),
             ),
             keras.layers.Dense(
@@ -70,7 +72,7 @@ def build():
     attach_regularizer(
         model,
         ScaledL1L2(0.01, 0.1, scale="fan_in"),
-        include="head",
+        include=["dense", "head"],
         anchor=True,
     )
     model.compile(keras.optimizers.SGD(0.05), "mse", metrics=["mse"])
@@ -112,6 +114,8 @@ def train(distributed):
         "history": history,
         "weights": weights,
         "shards": _shard_shapes(model),
+        "placement": _placement(model),
+        "start_bytes": _start_bytes_per_device(model),
     }
 
 
@@ -142,6 +146,53 @@ def _shard_shapes(model):
         )
         for layer in model.layers[:2]
     }
+
+
+def _anchored(model):
+    return [
+        layer
+        for layer in model.layers
+        if getattr(layer.kernel.regularizer, "anchored", False)
+    ]
+
+
+def _placed(variable):
+    """How a variable's value is placed: its sharding (JAX), or its
+    distributed class and number of components (TensorFlow)."""
+    value = variable.value
+    if keras.backend.backend() == "jax":
+        return str(getattr(value.sharding, "spec", value.sharding))
+    return [type(value).__name__, len(getattr(value, "values", [value]))]
+
+
+def _placement(model):
+    """Per anchored layer: `[kernel's placement, starting weights']`."""
+    return {
+        layer.name: [
+            _placed(layer.kernel),
+            _placed(layer.kernel.regularizer._anchor),
+        ]
+        for layer in _anchored(model)
+    }
+
+
+def _start_bytes_per_device(model):
+    """Bytes of starting weights on each device."""
+    per_device = {}
+    for layer in _anchored(model):
+        value = layer.kernel.regularizer._anchor.value
+        if keras.backend.backend() == "jax":
+            parts = [
+                (str(s.device), s.data.nbytes) for s in value.addressable_shards
+            ]
+        else:
+            parts = [
+                (part.device, int(np.prod(part.shape)) * part.dtype.size)
+                for part in getattr(value, "values", [value])
+            ]
+        for device, size in parts:
+            per_device[device] = per_device.get(device, 0) + size
+    return per_device
 
 
 print(json.dumps({"single": train(False), "distributed": train(True)}))

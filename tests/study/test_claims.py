@@ -36,15 +36,14 @@ import functools
 import itertools
 import json
 import math
-import pathlib
 from fractions import Fraction
 
 import numpy as np
 import pytest
+from project_paths import ROOT
 
 pytestmark = pytest.mark.run_once
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 PAGES = ROOT / "docs" / "pages"
 SECTION = ("## Does one factor carry to another model?", "## Documentation")

@@ -1,11 +1,11 @@
 import json
-import pathlib
 import textwrap
 
 import keras
 import numpy as np
 import pytest
 from fresh_process import run_json
+from project_paths import DATA
 from round_trip import assert_serialization_round_trips
 from saved_models import INPUT_SHAPE, REGULARIZER_CLASSES, regularized_model
 
@@ -92,7 +92,7 @@ def _model():
     return model
 
 
-SAVED_BY_0_1_0 = pathlib.Path(__file__).parent / "data"
+SAVED_BY_0_1_0 = DATA
 OLD_FILES = [
     str(SAVED_BY_0_1_0 / f"saved_by_0.1.0{s}") for s in (".keras", ".h5")
 ]

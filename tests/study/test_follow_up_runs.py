@@ -11,23 +11,20 @@
 import dataclasses
 import json
 import math
-import pathlib
-import sys
 
+import adamw_width
+import data_size_steps
+import grid_ends
 import numpy as np
 import pytest
 from nested_close import assert_nested_close
+from project_paths import ROOT
+from transfer_study import adam_decay
+from transfer_study.curves import axis_entry
+from transfer_study.grid import factor_grid
+from transfer_study.settings import FULL, L2_VARIANTS, Group, Setup
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import adamw_width  # noqa: E402
-import data_size_steps  # noqa: E402
-import grid_ends  # noqa: E402
-from transfer_study import adam_decay  # noqa: E402
-from transfer_study.curves import axis_entry  # noqa: E402
-from transfer_study.grid import factor_grid  # noqa: E402
-from transfer_study.settings import FULL, L2_VARIANTS, Group, Setup  # noqa: E402
 
 pytestmark = pytest.mark.run_once  # numpy and JSON only, no backend
 # Means, logs and parabola vertices that numpy recomputes: see

@@ -7,26 +7,25 @@ import copy
 import pickle
 import textwrap
 import warnings
-import zipfile
 
 import keras
 import numpy as np
 import pytest
+from anchored_file import anchored_model
 from command_line import run_in_process
 from fresh_process import run_json
 from logged import assert_parts_exact
+from project_paths import SUPPORT
 from reference import reference_penalty
 from round_trip import assert_serialization_round_trips
 
 from keras_scaled_l2 import (
     SCALES,
     PenaltyLogger,
-    PenaltyRecordError,
     ScaledL1,
     ScaledL1L2,
     ScaledL2,
     attach_regularizer,
-    load_model,
     penalty_report,
 )
 
@@ -391,21 +390,8 @@ RELOAD = textwrap.dedent(
     """
     import json, sys
     import keras
-    import numpy as np
+    from anchored_file import saved_state as state  # by weight position
     from keras_scaled_l2 import load_model
-
-    def state(model):
-        out = {}  # by position: a nested model's paths change on reload
-        for index, weight in enumerate(model.trainable_weights):
-            regularizer = weight.regularizer
-            if regularizer is None:
-                continue
-            start = getattr(regularizer, "anchor_values", lambda: None)()
-            out[f"{index} {weight.name}"] = {
-                "penalty": float(regularizer(weight)),
-                "start": None if start is None else start.tolist(),
-            }
-        return out
 
     out = {}
     for path in sys.argv[1:]:
@@ -419,21 +405,7 @@ RELOAD = textwrap.dedent(
 
 
 def test_starting_weights_reload_exactly_in_a_fresh_process(tmp_path):
-    inputs = keras.Input((10,))
-    hidden = keras.layers.Dense(6, name="hidden")(inputs)
-    attention = keras.layers.MultiHeadAttention(2, 3, name="attention")
-    tokens = keras.layers.Reshape((2, 3))(hidden)
-    outputs = keras.layers.Dense(1, name="head")(
-        keras.layers.Flatten()(attention(tokens, tokens))
-    )
-    functional = keras.Model(inputs, outputs, name="functional")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the attention's is recorded
-        attach_regularizer(
-            functional, ScaledL2(0.2), anchor=["hidden", "attention"]
-        )
-    for weight in functional.trainable_weights:
-        weight.assign(weight + 0.05)
+    functional = anchored_model()
     paths, package_only = {}, {}
     for model in (functional, _pretrained()):
         if model is not functional:
@@ -458,7 +430,9 @@ def test_starting_weights_reload_exactly_in_a_fresh_process(tmp_path):
             for index, w in enumerate(model.trainable_weights)
             if w.path.startswith("attention/")
         }
-    reloaded = run_json(["-c", RELOAD, *paths])
+    reloaded = run_json(
+        ["-c", RELOAD, *paths], env={"PYTHONPATH": str(SUPPORT)}
+    )
     for path, saved in paths.items():
         package = reloaded[path]["package"]
         assert sorted(package) == sorted(saved)
@@ -475,19 +449,3 @@ def test_starting_weights_reload_exactly_in_a_fresh_process(tmp_path):
         assert sorted(keras_only) == sorted(carried)
         for name in carried:
             assert keras_only[name] == package[name]
-
-
-def test_a_file_whose_record_lost_its_starting_weights_is_refused(tmp_path):
-    model = _attending()
-    path = tmp_path / "attending.keras"
-    model.save(str(path))
-    stripped = tmp_path / "stripped.keras"
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(stripped, "w") as out:
-        names = source.namelist()
-        assert any(n.endswith("/keras_scaled_l2_anchors.npz") for n in names)
-        for name in names:
-            if not name.endswith("/keras_scaled_l2_anchors.npz"):
-                out.writestr(name, source.read(name))
-    assert len(load_model(str(path)).losses) == 4
-    with pytest.raises(PenaltyRecordError, match="does not hold"):
-        load_model(str(stripped))

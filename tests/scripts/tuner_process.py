@@ -1,6 +1,6 @@
 """One process of a distributed factor search: the chief or a worker.
 
-    python tests/tuner_process.py DIRECTORY
+    python tests/scripts/tuner_process.py DIRECTORY
 
 KerasTuner's environment variables say which (`KERASTUNER_TUNER_ID`,
 `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT`). Prints, as one JSON

@@ -4,21 +4,21 @@ resumes and summarizes."""
 
 import json
 import math
-import pathlib
 import subprocess
 import sys
 
+import factor_choice
 import keras
 import numpy as np
 import pytest
 from nested_close import assert_nested_close
+from project_paths import ROOT
+from transfer_study import choice
+from transfer_study.settings import FULL
 
 from keras_scaled_l2 import _halving
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "factor_choice.py"
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from transfer_study import choice  # noqa: E402
 
 FACTORS = [10.0**k for k in np.arange(-4, 0.01, 0.5)]  # 9, half-decades
 
@@ -152,9 +152,6 @@ def test_quick_run_resumes_and_summarizes(tmp_path):
     trained = [line for line in second.splitlines() if line.startswith("[")]
     assert trained and not any("diabetes" in line for line in trained)
     saved = json.loads((tmp_path / "factor_choice.json").read_text())
-    sys.path.insert(0, str(SCRIPT.parent))
-    import factor_choice
-
     assert_nested_close(
         factor_choice.summarize(saved["records"], factor_choice.QUICK_SETTINGS),
         saved["summary"],
@@ -181,10 +178,6 @@ RESULTS = ROOT / "benchmarks" / "results" / "factor_choice.json"
 
 @pytest.mark.run_once
 def test_the_pages_hold_the_published_table():
-    sys.path.insert(0, str(SCRIPT.parent))
-    import factor_choice
-    from transfer_study.settings import FULL
-
     published = json.loads(RESULTS.read_text())
     assert published["mode"] == "full"
     summary = published["summary"]

@@ -2,14 +2,14 @@
 
 import importlib.util
 import json
-import pathlib
 import re
 
 import keras
 import nbformat
 import pytest
+from project_paths import ROOT
 
-FOLDER = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
+FOLDER = ROOT / "notebooks"
 NOTEBOOKS = sorted(FOLDER.glob("*.ipynb"))
 
 spec = importlib.util.spec_from_file_location("execute", FOLDER / "execute.py")

@@ -1,12 +1,11 @@
-import pathlib
-
 import keras
 import numpy as np
 import pytest
 from fresh_process import run_json
 from logged import assert_parts_exact
+from project_paths import SCRIPTS
 
-SCRIPT = pathlib.Path(__file__).with_name("distributed_training.py")
+SCRIPT = SCRIPTS / "distributed_training.py"
 ENGINES = {
     "mirrored": "tensorflow",
     "data_parallel": "jax",
@@ -32,6 +31,22 @@ def test_two_devices_match_one(engine):
             "dense": [[20, 32], [20, 32]],
             "middle": [[32, 32], [32, 32]],
         }
+    # Starting weights are placed as their kernels are: sharded with them
+    # under ModelParallel, mirrored or replicated with them otherwise.
+    for name, (kernel, start) in distributed["placement"].items():
+        assert start == kernel, name
+    if engine == "model_parallel":
+        assert "'model'" in distributed["placement"]["dense"][0]  # sharded
+        # Half of dense's 20x64 float32 start per device, all of the head's 32.
+        assert (
+            sorted(distributed["start_bytes"].values())
+            == [(20 * 32 + 32) * 4] * 2
+        )
+    else:
+        assert (
+            sorted(distributed["start_bytes"].values())
+            == [(20 * 64 + 32) * 4] * 2
+        )
     for a, b in zip(single["weights"], distributed["weights"], strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4)
     assert sorted(single["history"]) == sorted(distributed["history"])

@@ -7,19 +7,18 @@ whatever this environment has installed.
 import importlib.metadata
 import json
 import os
-import pathlib
 import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from project_paths import SCRIPTS
 
 from keras_scaled_l2 import _backend
 
 pytestmark = pytest.mark.run_once  # each process picks its own backend
 
-HERE = pathlib.Path(__file__).resolve().parent
 
 TRAIN_SAVE_RELOAD = textwrap.dedent(
     """
@@ -68,7 +67,7 @@ def _run_without_tensorflow(script, *arguments, backend):
     return subprocess.run(
         [
             sys.executable,
-            str(HERE / "without_tensorflow.py"),
+            str(SCRIPTS / "without_tensorflow.py"),
             str(script),
             *arguments,
         ],
