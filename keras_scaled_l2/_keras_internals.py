@@ -29,7 +29,8 @@
   `save_own_variables(store)` / `save_assets(folder)` and, on loading,
   `load_own_variables(store)` on the object the same attribute holds;
   its `_obj_type()` must be one of Keras's kinds, and a `"Loss"` has no
-  state Keras would look for;
+  state Keras would look for; a model's private attributes come after its
+  layers;
 - `saving_h5`: Keras's `.h5` saving writes the model's config under a
   global `use_legacy_config` option;
 - `weights_path` / `WEIGHTS_FILE`: `.keras` saving writes each object's

@@ -2,6 +2,7 @@
 
 import zipfile
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -434,3 +435,72 @@ def test_an_untracked_attribute_is_made_once_and_never_tracked(tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     assert len(keras.models.load_model(path).weights) == len(model.weights)
+
+
+def test_a_store_knows_where_it_writes_and_private_attributes_come_last(
+    tmp_path,
+):
+    # What the penalty record relies on: a saveable's store says its group
+    # in the weights file, and Keras reaches a model's private attributes
+    # after its layers (so their regularizers have written by then).
+    seen = []
+
+    class Noting(_Remembered):
+        def save_own_variables(self, store):
+            super().save_own_variables(store)
+            seen.append(("variables", _keras_internals.weights_path(store)))
+
+    class Last(_keras_internals.KerasSaveable):
+        def _obj_type(self):
+            return _keras_internals.SAVEABLE_KIND
+
+        def save_assets(self, dir_path):
+            seen.append(("assets", None))
+
+    keras.saving.get_custom_objects()["Noting"] = Noting
+    try:
+        model = keras.Sequential(
+            [keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(2)]
+        )
+        for index, layer in enumerate(model.layers):
+            layer.kernel_regularizer = Noting((3, 2) if index == 0 else (2, 2))
+            layer.kernel_regularizer.value += index + 1
+        vars(model)["_a_last"] = Last()
+        path = tmp_path / "model.keras"
+        model.save(path)
+    finally:
+        del keras.saving.get_custom_objects()["Noting"]
+    assert [kind for kind, _ in seen] == ["variables", "variables", "assets"]
+    with (
+        zipfile.ZipFile(path) as archive,
+        h5py.File(archive.open(_keras_internals.WEIGHTS_FILE)) as file,
+    ):
+        for (_, group), layer in zip(seen, model.layers, strict=False):
+            np.testing.assert_array_equal(
+                _keras_internals.saved_variable(file, group, "value"),
+                layer.kernel_regularizer.value,
+            )
+    # `save_weights` writes through the same store: same groups.
+    first = seen[0][1]
+    seen.clear()
+    model.save_weights(tmp_path / "model.weights.h5")
+    assert seen[0] == ("variables", first)
+
+
+def test_unguard_get_config_gives_back_the_class_one():
+    layer = _Scaled(units=5)
+    _keras_internals.guard_get_config(layer, lambda _: None)
+    _keras_internals.unguard_get_config(layer)
+    assert "get_config" not in vars(layer)
+    assert layer.get_config()["units"] == 5
+    _keras_internals.unguard_get_config(layer)  # harmless when unguarded
+
+
+def test_a_variable_laid_out_like_another_shares_its_placement():
+    kernel = keras.Variable(np.ones((4, 2), "float32"), name="kernel")
+    with _keras_internals.laid_out_like(kernel) as arguments:
+        copy = keras.Variable(np.zeros((4, 2), "float32"), **arguments)
+    # On one device with no distribution there is nothing to carry; the
+    # sharded and mirrored cases run on two devices in test_distribution.
+    assert arguments == {}
+    assert copy.shape == kernel.shape
