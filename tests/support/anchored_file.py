@@ -7,6 +7,10 @@ The JSON beside it holds each penalty and starting weight by position, as
 the model that was saved computed them, for `test_saved_files.py`.
 
     python tests/support/anchored_file.py
+
+Run it with the lowest Keras the package declares (3.10): a file written
+by a later Keras does not load in an earlier one, and the tests load these
+with every Keras CI runs.
 """
 
 import json
