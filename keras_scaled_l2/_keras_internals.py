@@ -220,12 +220,16 @@ def guard_get_config(model, check):
         check(self)
         return get_config(self)
 
+    guarded._keras_scaled_l2_guard = True  # type: ignore[attr-defined]
     model.get_config = types.MethodType(guarded, model)
 
 
 def unguard_get_config(model):
-    """Undoes `guard_get_config`: the class's `get_config` again."""
-    if "get_config" in vars(model):
+    """Undoes `guard_get_config` (and nothing another library set)."""
+    method = vars(model).get("get_config")
+    if getattr(
+        getattr(method, "__func__", None), "_keras_scaled_l2_guard", False
+    ):
         del model.get_config
 
 

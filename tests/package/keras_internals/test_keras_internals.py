@@ -494,6 +494,10 @@ def test_unguard_get_config_gives_back_the_class_one():
     assert "get_config" not in vars(layer)
     assert layer.get_config()["units"] == 5
     _keras_internals.unguard_get_config(layer)  # harmless when unguarded
+    # Another library's own instance get_config stays.
+    layer.get_config = lambda: {"theirs": True}
+    _keras_internals.unguard_get_config(layer)
+    assert layer.get_config() == {"theirs": True}
 
 
 def test_a_variable_laid_out_like_another_shares_its_placement():
